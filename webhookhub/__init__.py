@@ -1,0 +1,3 @@
+"""webhookhub: signed, retried, recorded webhook delivery for Django."""
+
+__version__ = "0.1.0"
