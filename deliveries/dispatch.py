@@ -1,0 +1,172 @@
+"""Handing deliveries to django-q2 workers: the fast path and the dispatcher.
+
+Fast path: `publish()` (and every "send now" action) enqueues the new delivery ids when
+its transaction commits, so a healthy endpoint is called within milliseconds.
+
+Dispatcher: everything the fast path did not do — scheduled retries, deliveries whose
+task was lost with a broker, leases of workers that died — is found in the database.
+django-q2's scheduler looks at schedules only every 30 s and has no per-task ETA, so
+the dispatcher is a loop task: it runs for `LOOP_SECONDS`, polling due rows every
+`TICK_SECONDS`, then enqueues its own successor. One loop runs at a time across all
+clusters (the "dispatcher" WorkerLease); a schedule every minute restarts it if the
+chain ever breaks. Rows are taken with SELECT … FOR UPDATE SKIP LOCKED over the
+partial indexes, so even two loops at once would not hand out the same row twice.
+"""
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from deliveries.models import Delivery, DeliveryStatus, WorkerLease
+
+logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "deliveries.tasks.deliver"
+DISPATCH_TASK = "deliveries.tasks.dispatch_loop"
+LOOP_SECONDS = 55.0
+TICK_SECONDS = 0.5
+# A first attempt is the fast path's job; the dispatcher takes it only if still due
+# after this grace (its task was lost). Retries have no grace.
+FAST_PATH_GRACE = timedelta(seconds=3)
+# How long a dispatched (queued, not yet started) delivery stays reserved. If its
+# task never runs, the reservation expires and the next tick dispatches it again.
+DISPATCH_RESERVATION = timedelta(seconds=30)
+DISPATCH_LIMIT = 2000
+LEADER_LEASE = timedelta(seconds=10)
+
+
+def _chunks(ids: Sequence[int], size: int):
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
+    """Queue delivery tasks for `ids`, one task per batch. Returns tasks queued.
+
+    A failure to reach the broker is logged, not raised: the rows are in the database
+    and the dispatcher will find them.
+    """
+    from django_q.tasks import async_task
+
+    tasks = 0
+    for chunk in _chunks(list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE):
+        try:
+            async_task(DELIVER_TASK, chunk, token=token, save=False, task_name="deliver")
+            tasks += 1
+        except Exception:
+            logger.exception("could not enqueue %d deliveries; the dispatcher will retry", len(chunk))
+    return tasks
+
+
+def enqueue_on_commit(ids: Sequence[int]) -> None:
+    """Enqueue `ids` once the current transaction commits (nothing if it rolls back)."""
+    if ids:
+        ids = list(ids)
+        transaction.on_commit(lambda: enqueue(ids), robust=True)
+
+
+def dispatch_due(*, now: datetime | None = None, limit: int = DISPATCH_LIMIT) -> int:
+    """Reserve and enqueue due deliveries and expired leases; return how many.
+
+    Each query is a range scan over a partial index (`delivery_due`, `delivery_lease`).
+    """
+    now = now or timezone.now()
+    token = uuid.uuid4().hex
+    with transaction.atomic():
+        ids = _lock_ids(
+            Delivery.objects.filter(
+                status=DeliveryStatus.RETRYING, next_attempt_at__lte=now
+            ).order_by("next_attempt_at"),
+            limit,
+        )
+        ids += _lock_ids(
+            Delivery.objects.filter(
+                status=DeliveryStatus.PENDING, next_attempt_at__lte=now - FAST_PATH_GRACE
+            ).order_by("next_attempt_at"),
+            limit - len(ids),
+        )
+        ids += _lock_ids(
+            Delivery.objects.filter(
+                status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now
+            ).order_by("claimed_until"),
+            limit - len(ids),
+        )
+        if not ids:
+            return 0
+        Delivery.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.IN_FLIGHT,
+            lease_token=token,
+            claimed_until=now + DISPATCH_RESERVATION,
+        )
+    enqueue(ids, token=token)
+    return len(ids)
+
+
+def _lock_ids(queryset, limit: int) -> list[int]:
+    if limit <= 0:
+        return []
+    if connection.features.has_select_for_update_skip_locked:
+        queryset = queryset.select_for_update(skip_locked=True, of=("self",))
+    return list(queryset.values_list("pk", flat=True)[:limit])
+
+
+def lease_acquire(name: str, holder: str, *, ttl: timedelta, now: datetime | None = None) -> bool:
+    """Take or renew the named lease for `holder`; False if someone else holds it."""
+    now = now or timezone.now()
+    WorkerLease.objects.get_or_create(
+        name=name, defaults={"holder": "", "expires_at": now - timedelta(seconds=1)}
+    )
+    taken = (
+        WorkerLease.objects.filter(name=name, expires_at__lt=now)
+        | WorkerLease.objects.filter(name=name, holder=holder)
+    ).update(holder=holder, expires_at=now + ttl, heartbeat_at=now)
+    return bool(taken)
+
+
+def lease_release(name: str, holder: str) -> None:
+    WorkerLease.objects.filter(name=name, holder=holder).update(expires_at=timezone.now())
+
+
+def dispatch_loop(*, seconds: float = LOOP_SECONDS, tick: float = TICK_SECONDS, chain: bool = True) -> int:
+    """Run the dispatcher for `seconds` if no other loop is running; return rows dispatched."""
+    holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    if not lease_acquire("dispatcher", holder, ttl=LEADER_LEASE):
+        return 0
+    dispatched = 0
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            if not lease_acquire("dispatcher", holder, ttl=LEADER_LEASE):
+                return dispatched  # another loop took over (we stalled past the lease)
+            try:
+                dispatched += dispatch_due()
+            except Exception:
+                logger.exception("dispatcher tick failed")
+            time.sleep(max(0.0, tick - (time.monotonic() - started)))
+    finally:
+        lease_release("dispatcher", holder)
+        if chain:
+            _enqueue_loop()
+    return dispatched
+
+
+def _enqueue_loop() -> None:
+    from django_q.tasks import async_task
+
+    try:
+        async_task(DISPATCH_TASK, save=False, task_name="dispatcher")
+    except Exception:
+        logger.exception("could not enqueue the next dispatcher loop; the schedule will restart it")
+
+
+def dispatcher_running(now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return WorkerLease.objects.filter(name="dispatcher", expires_at__gte=now).exists()

@@ -1,0 +1,141 @@
+"""Delivery state: one row per (event, endpoint), one attempt row per HTTP try."""
+
+from django.db import models
+from django.db.models import Q
+
+from webhookhub.ids import delivery_id
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    IN_FLIGHT = "in_flight", "In flight"
+    RETRYING = "retrying", "Retrying"
+    SUCCEEDED = "succeeded", "Succeeded"
+    DEAD = "dead", "Dead"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+WAITING_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+FINAL_STATUSES = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD, DeliveryStatus.CANCELLED)
+
+
+class Trigger(models.TextChoices):
+    AUTO = "auto", "First attempt"
+    RETRY = "retry", "Scheduled retry"
+    REPLAY = "replay", "Replay"
+    MANUAL = "manual", "Retried by hand"
+    TEST = "test", "Test event"
+
+
+class Delivery(models.Model):
+    """One event to one endpoint, until it succeeds, dies or is cancelled.
+
+    `next_attempt_at` is when a waiting delivery is due. While a worker holds it the
+    status is `in_flight`, `claimed_until` is the end of its lease and `lease_token`
+    names the holder; an expired lease makes the delivery due again.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=delivery_id, editable=False)
+    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(
+        "endpoints.Endpoint", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True, editable=False)
+    next_trigger = models.CharField(
+        max_length=16, choices=Trigger.choices, default=Trigger.AUTO, editable=False
+    )
+    next_trigger_by = models.CharField(max_length=150, blank=True, editable=False)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_one_per_endpoint")
+        ]
+        indexes = [
+            # The dispatcher's "due" scan: a range scan over waiting rows only.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="delivery_due",
+                condition=Q(status__in=["pending", "retrying"]),
+            ),
+            # Expired leases (worker died mid-request).
+            models.Index(
+                fields=["claimed_until"],
+                name="delivery_lease",
+                condition=Q(status="in_flight"),
+            ),
+            models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_recent"),
+            models.Index(fields=["endpoint", "status"], name="delivery_endpoint_status"),
+            models.Index(fields=["status", "-created_at"], name="delivery_status_recent"),
+        ]
+        permissions = [("replay_delivery", "Can replay, retry and recover deliveries")]
+
+    def __str__(self):
+        return self.public_id
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP request and what came back. History: never changed after it is written.
+
+    The request body is not stored again here: it is always the event's `body`.
+    Secrets in `request_headers` are masked before they are stored.
+    """
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    triggered_by = models.CharField(max_length=150, blank=True)
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    request_url = models.URLField(max_length=2000)
+    request_headers = models.JSONField(default=dict)
+    response_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    response_body = models.TextField(blank=True)
+    response_body_truncated = models.BooleanField(default=False)
+    error_kind = models.CharField(max_length=32, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    succeeded = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        indexes = [
+            models.Index(fields=["delivery", "number"], name="attempt_delivery_number"),
+            models.Index(fields=["started_at"], name="attempt_started"),
+        ]
+
+    def __str__(self):
+        return f"{self.delivery_id} #{self.number}"
+
+    @property
+    def request_body(self) -> str:
+        return self.delivery.event.body
+
+
+class WorkerLease(models.Model):
+    """A named lease shared by every cluster (e.g. "dispatcher": one loop at a time).
+
+    Taken and renewed by conditional UPDATEs, so it works the same on SQLite and
+    PostgreSQL and survives the death of its holder (the lease just expires).
+    """
+
+    name = models.CharField(max_length=50, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.name

@@ -1,0 +1,160 @@
+"""What people do to deliveries — retry, replay, recover, cancel, test — for every surface.
+
+The admin, the API and the management commands call these and nothing else. Each takes
+`by=` (who asked), which the next attempt records. A re-send is a new attempt on the
+same delivery, so the receiver sees the same `webhook-id` and the same bytes.
+"""
+
+import json
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from deliveries import engine
+from deliveries.dispatch import enqueue_on_commit
+from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
+from endpoints.models import Endpoint
+from events.models import Event
+
+TEST_EVENT_TYPE = "webhookhub.test"
+# Statuses a delivery can be sent again from. In-flight rows are being sent right now.
+RESENDABLE = (
+    DeliveryStatus.PENDING,
+    DeliveryStatus.RETRYING,
+    DeliveryStatus.DEAD,
+    DeliveryStatus.CANCELLED,
+    DeliveryStatus.SUCCEEDED,
+)
+FAILED = (DeliveryStatus.RETRYING, DeliveryStatus.DEAD)
+CANCELLABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+
+
+def _resend(queryset: QuerySet, *, trigger: str, by: str) -> list[int]:
+    """Make the selected deliveries due now with `trigger`; enqueue them on commit."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(queryset.select_for_update().values_list("pk", flat=True))
+        if ids:
+            Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.IN_FLIGHT).update(
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=now,
+                next_trigger=trigger,
+                next_trigger_by=by,
+                completed_at=None,
+                claimed_until=None,
+                lease_token="",
+                updated_at=now,
+            )
+            enqueue_on_commit(ids)
+    return ids
+
+
+def delivery_retry_now(delivery: Delivery, *, by: str) -> bool:
+    """Send a failed, dead or cancelled delivery again now. False if it is in flight or
+    already succeeded (replay the event for that)."""
+    allowed = (*FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING)
+    return bool(
+        _resend(
+            Delivery.objects.filter(pk=delivery.pk, status__in=allowed),
+            trigger=Trigger.MANUAL,
+            by=by,
+        )
+    )
+
+
+def deliveries_retry_now(queryset: QuerySet, *, by: str) -> int:
+    """Bulk `delivery_retry_now`; returns how many were queued (others are skipped)."""
+    allowed = (*FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING)
+    return len(_resend(queryset.filter(status__in=allowed), trigger=Trigger.MANUAL, by=by))
+
+
+def delivery_cancel(delivery: Delivery, *, by: str) -> bool:
+    """Stop a waiting delivery from being sent. False unless it was pending/retrying."""
+    return bool(deliveries_cancel(Delivery.objects.filter(pk=delivery.pk), by=by))
+
+
+def deliveries_cancel(queryset: QuerySet, *, by: str) -> int:
+    now = timezone.now()
+    return queryset.filter(status__in=CANCELLABLE).update(
+        status=DeliveryStatus.CANCELLED,
+        next_attempt_at=None,
+        completed_at=now,
+        last_error=f"cancelled by {by}"[:500],
+        updated_at=now,
+    )
+
+
+def event_replay(event: Event, *, endpoint: Endpoint | None = None, by: str) -> int:
+    """Send an event again to one endpoint or to all its subscribed endpoints.
+
+    Existing deliveries get a new attempt (same webhook-id); an endpoint that is
+    subscribed now but had no delivery gets one. An endpoint of another partner is
+    refused. Returns the number of deliveries queued.
+    """
+    from events.selectors import endpoint_ids_for_event
+    from events.services import deliveries_create
+
+    if endpoint is not None:
+        if event.partner_id is not None and endpoint.partner_id != event.partner_id:
+            raise ValidationError({"endpoint": "That endpoint does not belong to this event's partner."})
+        target_ids = {endpoint.pk}
+    else:
+        target_ids = set(
+            endpoint_ids_for_event(event.event_type.name, event.partner, json.loads(event.body))
+        )
+        target_ids |= set(event.deliveries.values_list("endpoint_id", flat=True))
+    with transaction.atomic():
+        existing = dict(
+            event.deliveries.filter(endpoint_id__in=target_ids).values_list("endpoint_id", "pk")
+        )
+        queued = _resend(
+            Delivery.objects.filter(pk__in=existing.values()), trigger=Trigger.REPLAY, by=by
+        )
+        missing = [pk for pk in target_ids if pk not in existing]
+        created = deliveries_create(event, missing, trigger=Trigger.REPLAY, trigger_by=by)
+    return len(queued) + len(created)
+
+
+def endpoint_failed_since(endpoint: Endpoint, since: datetime) -> QuerySet:
+    """Deliveries to `endpoint` created since `since` that have not been received."""
+    return Delivery.objects.filter(endpoint=endpoint, created_at__gte=since, status__in=FAILED)
+
+
+def endpoint_recover(endpoint: Endpoint, *, since: datetime, by: str) -> int:
+    """Re-send everything that failed for `endpoint` since `since`; returns how many."""
+    if timezone.is_naive(since):
+        raise ValidationError({"since": "Give a time with a time zone."})
+    if since > timezone.now():
+        raise ValidationError({"since": "The time is in the future."})
+    return len(_resend(endpoint_failed_since(endpoint, since), trigger=Trigger.REPLAY, by=by))
+
+
+def endpoint_send_test(endpoint: Endpoint, *, by: str) -> DeliveryAttempt:
+    """Send a signed `webhookhub.test` event to `endpoint` now and return the attempt.
+
+    Synchronous: the caller sees the receiver's answer at once. A failed test is not
+    retried.
+    """
+    from events.services import event_publish
+
+    event, _ = event_publish(
+        TEST_EVENT_TYPE,
+        {
+            "message": "This is a test event from webhookhub.",
+            "endpoint": endpoint.public_id,
+            "sent_by": by,
+        },
+        partner=endpoint.partner,
+        source="webhookhub",
+        endpoint_ids=[endpoint.pk],
+        trigger=Trigger.TEST,
+        trigger_by=by,
+        enqueue=False,
+    )
+    delivery = event.deliveries.get()
+    engine.deliver([delivery.pk])
+    return delivery.attempts.order_by("-number").first()
+

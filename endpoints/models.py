@@ -1,0 +1,194 @@
+"""Who receives webhooks and where: partners, their endpoints, subscriptions, API tokens."""
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from endpoints.crypto import EncryptedJSONField, EncryptedTextField
+from webhookhub.ids import endpoint_id, partner_id
+
+
+class Partner(models.Model):
+    """A company that receives webhooks."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=partner_id, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    contact_email = models.EmailField(blank=True, help_text="Receives failure notices.")
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive partners receive nothing and cannot use the API."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class ApiToken(models.Model):
+    """A REST API credential. Only a hash is stored; the token is shown once."""
+
+    class Role(models.TextChoices):
+        PARTNER = "partner", "Partner (manages its own endpoints)"
+        PUBLISHER = "publisher", "Publisher (publishes events)"
+
+    PREFIX_LENGTH = 12  # "whk_" + 8 characters, stored in clear to identify the token
+
+    partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    prefix = models.CharField(max_length=PREFIX_LENGTH, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                name="apitoken_partner_role_has_partner",
+                condition=~models.Q(role="partner") | models.Q(partner__isnull=False),
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.get_role_display()})"
+
+    @staticmethod
+    def generate() -> tuple[str, str, str]:
+        """A new raw token, its visible prefix and its hash."""
+        raw = "whk_" + secrets.token_urlsafe(32)
+        return raw, raw[: ApiToken.PREFIX_LENGTH], ApiToken.hash(raw)
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        # The token carries 256 random bits, so a fast hash is enough; nothing to stretch.
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def clean(self):
+        if self.role == self.Role.PARTNER and not self.partner_id:
+            raise ValidationError({"partner": "A partner token needs a partner."})
+
+    @property
+    def is_usable(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+def default_retry_policy():
+    return {}
+
+
+class Endpoint(models.Model):
+    """A partner's receiving URL with how to sign, authenticate and retry to it."""
+
+    class DisabledBy(models.TextChoices):
+        MANUAL = "manual", "Manually"
+        AUTO = "auto", "Automatically (sustained failure)"
+        GONE = "gone", "Receiver answered 410 Gone"
+
+    public_id = models.CharField(max_length=32, unique=True, default=endpoint_id, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="endpoints")
+    name = models.CharField(max_length=200)
+    url = models.URLField(max_length=2000, verbose_name="URL")
+    description = models.TextField(blank=True)
+
+    enabled = models.BooleanField(default=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=500, blank=True)
+    disabled_kind = models.CharField(max_length=16, choices=DisabledBy.choices, blank=True)
+    disabled_by = models.CharField(max_length=150, blank=True, help_text="Who switched it off.")
+
+    signing_secret = EncryptedTextField(editable=False)
+    # Secrets replaced by a rotation that still sign until they expire:
+    # [{"secret": "whsec_…", "expires_at": "<ISO 8601>"}]
+    previous_secrets = EncryptedJSONField(null=True, blank=True, editable=False)
+    auth_token = EncryptedTextField(
+        blank=True, editable=False, help_text="Sent as Authorization: Bearer <token>."
+    )
+    headers = models.JSONField(default=dict, blank=True, help_text="Extra request headers.")
+    timeout_seconds = models.PositiveSmallIntegerField(
+        default=15, validators=[MinValueValidator(1), MaxValueValidator(60)]
+    )
+    retry_policy = models.JSONField(default=default_retry_policy, blank=True)
+    rate_limit_per_second = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
+    )
+    filter = models.JSONField(
+        null=True, blank=True, help_text="Payload filter applied to every event type."
+    )
+    ordered = models.BooleanField(
+        default=False, help_text="Deliver one at a time, in event order (FIFO)."
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["partner__name", "name"]
+        indexes = [models.Index(fields=["partner", "enabled"])]
+        permissions = [
+            ("toggle_endpoint", "Can enable and disable endpoints"),
+            ("rotate_credentials", "Can rotate signing secrets and regenerate tokens"),
+            ("send_test_event", "Can send test events"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.public_id})"
+
+    def __repr__(self):
+        return f"<Endpoint {self.public_id} {self.url}>"
+
+    def clean(self):
+        from endpoints.validation import validate_endpoint_fields
+
+        validate_endpoint_fields(self)
+
+    def active_secrets(self, now: datetime | None = None) -> list[str]:
+        """Secrets that sign a delivery sent now: the current one first."""
+        now = now or timezone.now()
+        active = [self.signing_secret]
+        for old in self.previous_secrets or []:
+            if datetime.fromisoformat(old["expires_at"]) > now:
+                active.append(old["secret"])
+        return active
+
+
+class Subscription(models.Model):
+    """One event type name or wildcard (`order.*`, `*`) an endpoint receives."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="subscriptions")
+    event_type = models.CharField(
+        max_length=200, help_text="An event type name, `prefix.*` or `*`."
+    )
+    filter = models.JSONField(null=True, blank=True, help_text="Payload filter (optional).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["event_type"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "event_type"], name="subscription_unique_per_endpoint"
+            )
+        ]
+        indexes = [models.Index(fields=["event_type"])]
+
+    def __str__(self):
+        return self.event_type
+
+    def clean(self):
+        from endpoints.validation import validate_subscription_fields
+
+        validate_subscription_fields(self)
+

@@ -1,0 +1,151 @@
+"""Writes to partners, endpoints, subscriptions and API tokens, for every surface."""
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from deliveries.signing import generate_secret
+from endpoints.models import ApiToken, Endpoint, Partner, Subscription
+
+DEFAULT_ROTATION_GRACE = timedelta(hours=24)
+MAX_ROTATION_GRACE = timedelta(days=7)
+MAX_PREVIOUS_SECRETS = 5
+
+
+def partner_create(*, name: str, contact_email: str = "") -> Partner:
+    partner = Partner(name=name, contact_email=contact_email)
+    partner.full_clean()
+    partner.save()
+    return partner
+
+
+def api_token_create(
+    *, role: str, partner: Partner | None = None, name: str = "", by: str = ""
+) -> tuple[ApiToken, str]:
+    """Create an API token; returns it and the raw value, which is never stored."""
+    if role == ApiToken.Role.PUBLISHER and partner is not None:
+        raise ValidationError({"partner": "A publisher token is not tied to a partner."})
+    raw, prefix, key_hash = ApiToken.generate()
+    token = ApiToken(
+        role=role, partner=partner, name=name, prefix=prefix, key_hash=key_hash, created_by=by
+    )
+    token.full_clean()
+    token.save()
+    return token, raw
+
+
+@transaction.atomic
+def endpoint_create(
+    partner: Partner,
+    *,
+    name: str,
+    url: str,
+    event_types: Iterable[str] = ("*",),
+    by: str,
+    **fields,
+) -> Endpoint:
+    """Create an endpoint with a fresh signing secret and its subscriptions.
+
+    `fields` are other Endpoint fields (description, headers, timeout_seconds,
+    retry_policy, rate_limit_per_second, filter, ordered, auth_token). The secret is
+    readable once on the returned object (`signing_secret`) — show it, then forget it.
+    """
+    endpoint = Endpoint(partner=partner, name=name, url=url, signing_secret=generate_secret(), **fields)
+    endpoint.full_clean()
+    endpoint.save()
+    subscriptions_set(endpoint, event_types)
+    return endpoint
+
+
+def subscriptions_set(endpoint: Endpoint, event_types: Iterable, *, filters: dict | None = None) -> None:
+    """Replace an endpoint's subscriptions with `event_types` (names or wildcards).
+
+    `event_types` items are strings, or dicts `{"event_type", "filter"}`.
+    """
+    wanted: dict[str, dict | None] = {}
+    for item in event_types:
+        if isinstance(item, dict):
+            wanted[item.get("event_type")] = item.get("filter")
+        else:
+            wanted[item] = (filters or {}).get(item)
+    if not wanted:
+        raise ValidationError({"event_types": "Subscribe to at least one event type (or `*`)."})
+    rows = []
+    for pattern, spec in wanted.items():
+        subscription = Subscription(endpoint=endpoint, event_type=pattern, filter=spec)
+        subscription.full_clean(exclude=["endpoint"], validate_unique=False)
+        rows.append(subscription)
+    with transaction.atomic():
+        endpoint.subscriptions.exclude(event_type__in=list(wanted)).delete()
+        existing = {s.event_type: s for s in endpoint.subscriptions.all()}
+        for row in rows:
+            if row.event_type in existing:
+                current = existing[row.event_type]
+                if current.filter != row.filter:
+                    current.filter = row.filter
+                    current.save(update_fields=["filter"])
+            else:
+                row.save()
+
+
+def endpoint_disable(endpoint: Endpoint, *, by: str, reason: str = "", kind: str = Endpoint.DisabledBy.MANUAL) -> bool:
+    """Switch an endpoint off. Its waiting deliveries are kept and go out when it is
+    switched on again. Returns False if it was already off."""
+    now = timezone.now()
+    updated = Endpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
+        enabled=False,
+        disabled_at=now,
+        disabled_reason=(reason or "switched off")[:500],
+        disabled_kind=kind,
+        disabled_by=by,
+        updated_at=now,
+    )
+    endpoint.refresh_from_db()
+    return bool(updated)
+
+
+def endpoint_enable(endpoint: Endpoint, *, by: str) -> bool:
+    """Switch an endpoint on; waiting deliveries become due. False if already on."""
+    updated = Endpoint.objects.filter(pk=endpoint.pk, enabled=False).update(
+        enabled=True,
+        disabled_at=None,
+        disabled_reason="",
+        disabled_kind="",
+        disabled_by="",
+        updated_at=timezone.now(),
+    )
+    endpoint.refresh_from_db()
+    return bool(updated)
+
+
+@transaction.atomic
+def endpoint_rotate_secret(endpoint: Endpoint, *, by: str, grace: timedelta = DEFAULT_ROTATION_GRACE) -> str:
+    """Give the endpoint a new signing secret now; the old one keeps signing beside it
+    until `grace` has passed (at most 7 days). Returns the new secret."""
+    if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
+        raise ValidationError({"grace": "The grace period must be between 0 and 7 days."})
+    endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+    now = timezone.now()
+    keep = [
+        old
+        for old in (endpoint.previous_secrets or [])
+        if timezone.datetime.fromisoformat(old["expires_at"]) > now
+    ]
+    if grace > timedelta(0):
+        keep.insert(0, {"secret": endpoint.signing_secret, "expires_at": (now + grace).isoformat()})
+    endpoint.previous_secrets = keep[:MAX_PREVIOUS_SECRETS] or None
+    endpoint.signing_secret = generate_secret()
+    endpoint.save(update_fields=["signing_secret", "previous_secrets", "updated_at"])
+    return endpoint.signing_secret
+
+
+def endpoint_regenerate_token(endpoint: Endpoint, *, by: str) -> str:
+    """Replace the bearer token sent to the endpoint, at once. Returns the new token."""
+    import secrets
+
+    endpoint.auth_token = secrets.token_urlsafe(32)
+    endpoint.save(update_fields=["auth_token", "updated_at"])
+    return endpoint.auth_token

@@ -1,0 +1,74 @@
+"""What happened: the event type catalog and the immutable event records."""
+
+from django.db import models
+
+from webhookhub.ids import event_id
+
+
+class EventType(models.Model):
+    """A name in the catalog (`order.paid`) that events are published under."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    example = models.JSONField(null=True, blank=True, help_text="An example `data` payload.")
+    schema = models.JSONField(null=True, blank=True, help_text="JSON Schema of `data` (informative).")
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from endpoints.validation import EVENT_TYPE_NAME
+        from django.core.exceptions import ValidationError
+
+        if not EVENT_TYPE_NAME.match(self.name or ""):
+            raise ValidationError(
+                {"name": "Use lower-case words separated by dots, e.g. order.paid."}
+            )
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+
+class Event(models.Model):
+    """Something that happened, as it was published. Never changed after creation.
+
+    `body` is the envelope `{"id","type","timestamp","data"}` serialized once at publish;
+    every attempt and replay sends exactly these bytes.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True, default=event_id, editable=False)
+    event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="events")
+    partner = models.ForeignKey(
+        "endpoints.Partner",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="events",
+        help_text="Only this partner's endpoints receive it; empty means broadcast.",
+    )
+    source = models.CharField(max_length=200, blank=True)
+    payload = models.JSONField()
+    body = models.TextField(editable=False)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    tags = models.JSONField(default=list, blank=True)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["partner", "-created_at"], name="event_partner_recent"),
+            models.Index(fields=["event_type", "-created_at"], name="event_type_recent"),
+        ]
+
+    def __str__(self):
+        return self.public_id
+
+    def __repr__(self):
+        return f"<Event {self.public_id} {self.event_type_id}>"

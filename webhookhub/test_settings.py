@@ -1,0 +1,26 @@
+"""Settings for the test suite: the production settings plus fixed test-only keys.
+
+The database comes from DATABASE_URL as usual (PostgreSQL in CI, SQLite otherwise).
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-not-secret-" + "x" * 40)
+# A fixed Fernet key for tests only; never used outside the test suite.
+os.environ.setdefault("WEBHOOKHUB_ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS10ZXN0LW9ubHkta2V5LTEyMzQ=")
+os.environ.setdefault("WEBHOOKHUB_ALLOW_PRIVATE_URLS", "true")
+os.environ.setdefault("LOG_FORMAT", "plain")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "")
+
+from webhookhub.settings import *  # noqa: E402, F403
+from webhookhub.settings import BASE_DIR, DATABASES  # noqa: E402
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so that qcluster subprocesses in end-to-end tests share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
