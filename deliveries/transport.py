@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,10 +93,6 @@ class AttemptResult:
 
 class RefusedAddressError(requests.RequestException):
     """The host resolved to an address `check_address` refuses; nothing was sent."""
-
-
-class _BodyDeadlineExceeded(TimeoutError):
-    pass
 
 
 def compose_headers(
@@ -192,26 +187,19 @@ def build_session(*, allow_private: bool) -> requests.Session:
 
 
 _sessions: dict[tuple[int, bool], requests.Session] = {}
-_sessions_lock = threading.Lock()
-
-
-def _after_fork() -> None:
-    global _sessions_lock
-    _sessions_lock = threading.Lock()  # another thread may have held it at fork time
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 def get_session(*, allow_private: bool = False) -> requests.Session:
-    """This process's pooled, thread-safe session for one `allow_private` value."""
+    """This process's pooled, thread-safe session for one `allow_private` value.
+
+    Keyed by pid so a forked child never shares its parent's sockets. Lock-free (so
+    also fork-safe): racing threads may build two sessions, `setdefault` keeps one.
+    """
     key = (os.getpid(), allow_private)
     if (session := _sessions.get(key)) is None:
-        with _sessions_lock:
-            for stale in [k for k in _sessions if k[0] != key[0]]:  # inherited via fork
-                del _sessions[stale]
-            if (session := _sessions.get(key)) is None:
-                session = _sessions[key] = build_session(allow_private=allow_private)
+        if any(pid != key[0] for pid, _ in list(_sessions)):
+            _sessions.clear()  # inherited from the parent process
+        session = _sessions.setdefault(key, build_session(allow_private=allow_private))
     return session
 
 
@@ -261,7 +249,7 @@ def _read_body(
     while len(buf) <= MAX_RESPONSE_BYTES:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
-            raise _BodyDeadlineExceeded("response body not received before the deadline")
+            raise TimeoutError("response body not received before the deadline")
         sock = getattr(getattr(raw, "connection", None), "sock", None)
         if sock is not None:  # so a slow drip cannot outlast the deadline
             sock.settimeout(min(read_timeout, remaining))
@@ -273,8 +261,7 @@ def _read_body(
 
 
 _TIMEOUTS = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
-_TLS_ERRORS = (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError,
-               ssl.CertificateError)  # fmt: skip
+_TLS_ERRORS = (requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError)
 _DNS_ERRORS = (socket.gaierror, urllib3.exceptions.NameResolutionError)
 
 
@@ -312,18 +299,9 @@ def _classify(exc: Exception) -> ErrorKind:
 
 def _describe(exc: Exception) -> str:
     """``<Class>: <message>``, skipping requests' "Max retries exceeded" wrapping."""
-    detail: BaseException = exc
-    while True:
-        if isinstance(detail, urllib3.exceptions.MaxRetryError) and detail.reason is not None:
-            detail = detail.reason
-        elif (
-            isinstance(detail, requests.RequestException)
-            and detail.args
-            and isinstance(detail.args[0], urllib3.exceptions.MaxRetryError)
-        ):
-            detail = detail.args[0]
-        else:
-            break
-    text = " ".join(str(detail).split()) or type(detail).__name__
-    message = f"{type(exc).__name__}: {text}"
+    detail = next(
+        (e.reason for e in _chain(exc) if isinstance(e, urllib3.exceptions.MaxRetryError)), None
+    )
+    text = " ".join(str(detail if isinstance(detail, BaseException) else exc).split())
+    message = f"{type(exc).__name__}: {text or type(exc).__name__}"
     return message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 1] + "…"

@@ -59,10 +59,10 @@ def check_address(address: str, *, allow_private: bool) -> None:
         raise UnsafeURLError(f"{ip} is a loopback address")
     if ip.is_link_local:
         raise UnsafeURLError(f"{ip} is a link-local address")
-    if ip.is_private or any(ip in net for net in EXTRA_BLOCKED_NETWORKS):
-        raise UnsafeURLError(f"{ip} is a private address")
     if ip.is_multicast or ip.is_reserved or ip.is_unspecified:
         raise UnsafeURLError(f"{ip} is not a public unicast address")
+    if ip.is_private or any(ip in net for net in EXTRA_BLOCKED_NETWORKS):
+        raise UnsafeURLError(f"{ip} is a private address")
 
 
 def check_url(url: str, *, allow_private: bool, require_https: bool = False) -> None:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -9,3 +10,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("", include("django_prometheus.urls")),
 ]
+
+if settings.DEBUG:
+    from webhookhub.demo import demo_receiver
+
+    urlpatterns.append(path("demo/hooks/<str:behaviour>", demo_receiver, name="demo-receiver"))

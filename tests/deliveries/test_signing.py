@@ -145,10 +145,11 @@ def test_envelope_is_compact_ordered_utf8_json():
         timestamp=datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
         data={"b": 1, "a": ["ü", None]},
     )
-    assert body == (
+    expected = (
         '{"id":"evt_1","type":"order.created","timestamp":"2024-01-02T03:04:05.678Z",'
         '"data":{"b":1,"a":["ü",null]}}'
-    ).encode()
+    )
+    assert body == expected.encode()
     assert list(json.loads(body)) == ["id", "type", "timestamp", "data"]
 
 
