@@ -61,7 +61,9 @@ def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
             async_task(DELIVER_TASK, chunk, token=token, save=False, task_name="deliver")
             tasks += 1
         except Exception:
-            logger.exception("could not enqueue %d deliveries; the dispatcher will retry", len(chunk))
+            logger.exception(
+                "could not enqueue %d deliveries; the dispatcher will retry", len(chunk)
+            )
     return tasks
 
 
@@ -134,7 +136,9 @@ def lease_release(name: str, holder: str) -> None:
     WorkerLease.objects.filter(name=name, holder=holder).update(expires_at=timezone.now())
 
 
-def dispatch_loop(*, seconds: float = LOOP_SECONDS, tick: float = TICK_SECONDS, chain: bool = True) -> int:
+def dispatch_loop(
+    *, seconds: float = LOOP_SECONDS, tick: float = TICK_SECONDS, chain: bool = True
+) -> int:
     """Run the dispatcher for `seconds` if no other loop is running; return rows dispatched."""
     holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
     if not lease_acquire("dispatcher", holder, ttl=LEADER_LEASE):

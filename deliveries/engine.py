@@ -31,16 +31,18 @@ LEASE_MARGIN = timedelta(seconds=15)
 
 def due_q(now: datetime) -> Q:
     """Deliveries a worker may take now: waiting and due, or held by an expired lease."""
-    return Q(status__in=(DeliveryStatus.PENDING, DeliveryStatus.RETRYING), next_attempt_at__lte=now) | Q(
-        status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now
-    )
+    return Q(
+        status__in=(DeliveryStatus.PENDING, DeliveryStatus.RETRYING), next_attempt_at__lte=now
+    ) | Q(status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now)
 
 
 def lease_for(timeout_seconds: int) -> timedelta:
     return timedelta(seconds=timeout_seconds + CONNECT_TIMEOUT) + LEASE_MARGIN
 
 
-def deliveries_claim(ids: Iterable[int], *, token: str | None = None, now: datetime | None = None) -> tuple[str, list[Delivery]]:
+def deliveries_claim(
+    ids: Iterable[int], *, token: str | None = None, now: datetime | None = None
+) -> tuple[str, list[Delivery]]:
     """Claim those of `ids` that are due (or already held under `token`).
 
     Returns the lease token and the claimed deliveries with their event and endpoint.

@@ -99,7 +99,9 @@ def event_replay(event: Event, *, endpoint: Endpoint | None = None, by: str) -> 
 
     if endpoint is not None:
         if event.partner_id is not None and endpoint.partner_id != event.partner_id:
-            raise ValidationError({"endpoint": "That endpoint does not belong to this event's partner."})
+            raise ValidationError(
+                {"endpoint": "That endpoint does not belong to this event's partner."}
+            )
         target_ids = {endpoint.pk}
     else:
         target_ids = set(
@@ -157,4 +159,3 @@ def endpoint_send_test(endpoint: Endpoint, *, by: str) -> DeliveryAttempt:
     delivery = event.deliveries.get()
     engine.deliver([delivery.pk])
     return delivery.attempts.order_by("-number").first()
-

@@ -191,4 +191,3 @@ class Subscription(models.Model):
         from endpoints.validation import validate_subscription_fields
 
         validate_subscription_fields(self)
-

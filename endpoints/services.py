@@ -53,14 +53,18 @@ def endpoint_create(
     retry_policy, rate_limit_per_second, filter, ordered, auth_token). The secret is
     readable once on the returned object (`signing_secret`) — show it, then forget it.
     """
-    endpoint = Endpoint(partner=partner, name=name, url=url, signing_secret=generate_secret(), **fields)
+    endpoint = Endpoint(
+        partner=partner, name=name, url=url, signing_secret=generate_secret(), **fields
+    )
     endpoint.full_clean()
     endpoint.save()
     subscriptions_set(endpoint, event_types)
     return endpoint
 
 
-def subscriptions_set(endpoint: Endpoint, event_types: Iterable, *, filters: dict | None = None) -> None:
+def subscriptions_set(
+    endpoint: Endpoint, event_types: Iterable, *, filters: dict | None = None
+) -> None:
     """Replace an endpoint's subscriptions with `event_types` (names or wildcards).
 
     `event_types` items are strings, or dicts `{"event_type", "filter"}`.
@@ -91,7 +95,9 @@ def subscriptions_set(endpoint: Endpoint, event_types: Iterable, *, filters: dic
                 row.save()
 
 
-def endpoint_disable(endpoint: Endpoint, *, by: str, reason: str = "", kind: str = Endpoint.DisabledBy.MANUAL) -> bool:
+def endpoint_disable(
+    endpoint: Endpoint, *, by: str, reason: str = "", kind: str = Endpoint.DisabledBy.MANUAL
+) -> bool:
     """Switch an endpoint off. Its waiting deliveries are kept and go out when it is
     switched on again. Returns False if it was already off."""
     now = timezone.now()
@@ -122,7 +128,9 @@ def endpoint_enable(endpoint: Endpoint, *, by: str) -> bool:
 
 
 @transaction.atomic
-def endpoint_rotate_secret(endpoint: Endpoint, *, by: str, grace: timedelta = DEFAULT_ROTATION_GRACE) -> str:
+def endpoint_rotate_secret(
+    endpoint: Endpoint, *, by: str, grace: timedelta = DEFAULT_ROTATION_GRACE
+) -> str:
     """Give the endpoint a new signing secret now; the old one keeps signing beside it
     until `grace` has passed (at most 7 days). Returns the new secret."""
     if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:

@@ -55,10 +55,15 @@ def validate_headers(headers) -> None:
         if not HEADER_NAME.match(name):
             raise ValidationError({"headers": f"{name!r} is not a valid header name."})
         if name.lower() in PROTECTED_HEADERS or name.lower().startswith("webhook-"):
-            raise ValidationError({"headers": f"{name} is set by webhookhub and cannot be overridden."})
+            raise ValidationError(
+                {"headers": f"{name} is set by webhookhub and cannot be overridden."}
+            )
         if not isinstance(value, str) or len(value) > 1000 or any(c in value for c in "\r\n\0"):
             raise ValidationError(
-                {"headers": f"The value of {name} must be a single-line string of at most 1000 characters."}
+                {
+                    "headers": f"The value of {name} must be a single-line string "
+                    "of at most 1000 characters."
+                }
             )
 
 

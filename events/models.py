@@ -11,7 +11,9 @@ class EventType(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     example = models.JSONField(null=True, blank=True, help_text="An example `data` payload.")
-    schema = models.JSONField(null=True, blank=True, help_text="JSON Schema of `data` (informative).")
+    schema = models.JSONField(
+        null=True, blank=True, help_text="JSON Schema of `data` (informative)."
+    )
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -22,8 +24,9 @@ class EventType(models.Model):
         return self.name
 
     def clean(self):
-        from endpoints.validation import EVENT_TYPE_NAME
         from django.core.exceptions import ValidationError
+
+        from endpoints.validation import EVENT_TYPE_NAME
 
         if not EVENT_TYPE_NAME.match(self.name or ""):
             raise ValidationError(

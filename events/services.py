@@ -173,7 +173,9 @@ def deliveries_create(
 
 
 def _existing(idempotency_key: str) -> Event | None:
-    event = Event.objects.filter(idempotency_key=idempotency_key).select_related("event_type").first()
+    event = (
+        Event.objects.filter(idempotency_key=idempotency_key).select_related("event_type").first()
+    )
     if event is not None:
         event.created = False
         event.deliveries_count = event.deliveries.count()
@@ -215,14 +217,18 @@ def _tags(tags) -> list[str]:
 
 def _source(source) -> str:
     if not isinstance(source, str) or len(source) > MAX_SOURCE_LENGTH:
-        raise ValidationError({"source": f"Source must be a string of at most {MAX_SOURCE_LENGTH} characters."})
+        raise ValidationError(
+            {"source": f"Source must be a string of at most {MAX_SOURCE_LENGTH} characters."}
+        )
     return source
 
 
 def _idempotency_key(key) -> str:
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise ValidationError(
-            {"idempotency_key": f"The idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters."}
+            {
+                "idempotency_key": "The idempotency key must be 1 to "
+                f"{MAX_IDEMPOTENCY_KEY_LENGTH} characters."
+            }
         )
     return key
-

@@ -11,7 +11,9 @@ class PartnerFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("name",)
 
     name = factory.Sequence(lambda n: f"Partner {n}")
-    contact_email = factory.LazyAttribute(lambda p: f"ops@{p.name.lower().replace(' ', '')}.example")
+    contact_email = factory.LazyAttribute(
+        lambda p: f"ops@{p.name.lower().replace(' ', '')}.example"
+    )
 
 
 def make_endpoint(partner=None, *, url="http://127.0.0.1:9/hook", event_types=("*",), **fields):

@@ -26,5 +26,6 @@ def readyz(request):
     except Exception as exc:
         checks["broker"] = f"error: {exc.__class__.__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks},
-                        status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+    )

@@ -13,8 +13,8 @@ os.environ.setdefault("LOG_FORMAT", "plain")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "")
 
-from webhookhub.settings import *  # noqa: E402, F403
-from webhookhub.settings import BASE_DIR, DATABASES  # noqa: E402
+from webhookhub.settings import *  # noqa: F403
+from webhookhub.settings import BASE_DIR, DATABASES
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so that qcluster subprocesses in end-to-end tests share it.

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 def raw_row(table: str, pk: int) -> str:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM {table} WHERE id = %s", [pk])  # noqa: S608
+        cursor.execute(f"SELECT * FROM {table} WHERE id = %s", [pk])
         return " ".join(str(v) for v in cursor.fetchone())
 
 
@@ -45,7 +45,7 @@ def test_api_token_is_stored_only_as_a_hash():
     token, raw = api_token_create(role=ApiToken.Role.PARTNER, partner=partner, name="ci")
     assert raw.startswith("whk_") and raw.startswith(token.prefix)
     row = raw_row("endpoints_apitoken", token.pk)
-    assert raw not in row and raw[len(token.prefix):] not in row
+    assert raw not in row and raw[len(token.prefix) :] not in row
     assert token.key_hash == ApiToken.hash(raw)
 
 

@@ -68,20 +68,33 @@ def test_publish_without_transaction_commits_on_its_own(event_types):
         (["webhookhub.*"], "webhookhub.endpoint.disabled", {}, True),
         (["shipment.moved", "order.*"], "order.paid", {}, True),
         (
-            [{"event_type": "order.paid", "filter": {"path": "data.amount", "op": "gte", "value": 100}}],
+            [
+                {
+                    "event_type": "order.paid",
+                    "filter": {"path": "data.amount", "op": "gte", "value": 100},
+                }
+            ],
             "order.paid",
             {"amount": 150},
             True,
         ),
         (
-            [{"event_type": "order.paid", "filter": {"path": "data.amount", "op": "gte", "value": 100}}],
+            [
+                {
+                    "event_type": "order.paid",
+                    "filter": {"path": "data.amount", "op": "gte", "value": 100},
+                }
+            ],
             "order.paid",
             {"amount": 50},
             False,
         ),
         (
             [
-                {"event_type": "order.paid", "filter": {"path": "data.amount", "op": "gte", "value": 100}},
+                {
+                    "event_type": "order.paid",
+                    "filter": {"path": "data.amount", "op": "gte", "value": 100},
+                },
                 {"event_type": "order.*"},
             ],
             "order.paid",
@@ -89,8 +102,17 @@ def test_publish_without_transaction_commits_on_its_own(event_types):
             True,
         ),
         (
-            [{"event_type": "*", "filter": {"or": [{"path": "data.country", "op": "in", "value": ["DE", "FR"]},
-                                                   {"path": "data.vip", "op": "exists", "value": True}]}}],
+            [
+                {
+                    "event_type": "*",
+                    "filter": {
+                        "or": [
+                            {"path": "data.country", "op": "in", "value": ["DE", "FR"]},
+                            {"path": "data.vip", "op": "exists", "value": True},
+                        ]
+                    },
+                }
+            ],
             "order.paid",
             {"country": "US", "vip": None},
             True,
@@ -110,8 +132,12 @@ def test_fan_out_follows_subscriptions_wildcards_and_filters(
 
 def test_endpoint_level_filter_applies_to_every_subscription(event_types):
     endpoint = make_endpoint(filter={"path": "data.currency", "op": "eq", "value": "EUR"})
-    assert Delivery.objects.filter(event=publish("order.paid", {"currency": "EUR"}), endpoint=endpoint).exists()
-    assert not Delivery.objects.filter(event=publish("order.paid", {"currency": "USD"}), endpoint=endpoint).exists()
+    assert Delivery.objects.filter(
+        event=publish("order.paid", {"currency": "EUR"}), endpoint=endpoint
+    ).exists()
+    assert not Delivery.objects.filter(
+        event=publish("order.paid", {"currency": "USD"}), endpoint=endpoint
+    ).exists()
 
 
 def test_partner_event_never_reaches_another_partner_and_broadcast_reaches_all(event_types):
@@ -122,7 +148,10 @@ def test_partner_event_never_reaches_another_partner_and_broadcast_reaches_all(e
     by_public_id = publish("order.paid", {}, partner=globex.public_id)
     assert list(by_public_id.deliveries.values_list("endpoint_id", flat=True)) == [globex_ep.pk]
     broadcast = publish("order.paid", {})
-    assert set(broadcast.deliveries.values_list("endpoint_id", flat=True)) == {acme_ep.pk, globex_ep.pk}
+    assert set(broadcast.deliveries.values_list("endpoint_id", flat=True)) == {
+        acme_ep.pk,
+        globex_ep.pk,
+    }
 
 
 def test_disabled_endpoints_and_inactive_partners_receive_nothing(event_types):
@@ -183,16 +212,34 @@ def test_idempotency_key_holds_under_two_concurrent_publishers(event_types):
         ({"event_type": "", "data": {}}, "type", "event type name"),
         ({"event_type": "order.paid", "data": ["not", "an", "object"]}, "data", "JSON object"),
         ({"event_type": "order.paid", "data": {"when": object()}}, "data", "not JSON-serialisable"),
-        ({"event_type": "order.paid", "data": {"n": float("nan")}}, "data", "not JSON-serialisable"),
-        ({"event_type": "order.paid", "data": {}, "partner": "prt_nope"}, "partner", "Unknown or inactive"),
+        (
+            {"event_type": "order.paid", "data": {"n": float("nan")}},
+            "data",
+            "not JSON-serialisable",
+        ),
+        (
+            {"event_type": "order.paid", "data": {}, "partner": "prt_nope"},
+            "partner",
+            "Unknown or inactive",
+        ),
         ({"event_type": "order.paid", "data": {}, "tags": "vip"}, "tags", "list of strings"),
         ({"event_type": "order.paid", "data": {}, "tags": [1]}, "tags", "strings"),
-        ({"event_type": "order.paid", "data": {}, "idempotency_key": ""}, "idempotency_key", "1 to 200"),
-        ({"event_type": "order.paid", "data": {}, "idempotency_key": "k" * 201}, "idempotency_key", "1 to 200"),
+        (
+            {"event_type": "order.paid", "data": {}, "idempotency_key": ""},
+            "idempotency_key",
+            "1 to 200",
+        ),
+        (
+            {"event_type": "order.paid", "data": {}, "idempotency_key": "k" * 201},
+            "idempotency_key",
+            "1 to 200",
+        ),
         ({"event_type": "order.paid", "data": {}, "source": "s" * 201}, "source", "at most 200"),
     ],
 )
-def test_bad_input_is_refused_with_a_message_and_writes_nothing(event_types, kwargs, field, message):
+def test_bad_input_is_refused_with_a_message_and_writes_nothing(
+    event_types, kwargs, field, message
+):
     make_endpoint()
     event_type, data = kwargs.pop("event_type"), kwargs.pop("data")
     with pytest.raises(ValidationError) as exc:

@@ -9,10 +9,19 @@ from events.models import EventType
 from events.services import publish
 
 EVENT_TYPES = {
-    "order.paid": ("An order was paid.", {"order": {"id": "ord_1001", "amount": 4999, "currency": "EUR"}}),
+    "order.paid": (
+        "An order was paid.",
+        {"order": {"id": "ord_1001", "amount": 4999, "currency": "EUR"}},
+    ),
     "order.refunded": ("An order was refunded.", {"order": {"id": "ord_1001", "amount": 4999}}),
-    "shipment.moved": ("A shipment changed status.", {"shipment": {"id": "shp_77", "status": "in_transit"}}),
-    "subscription.changed": ("A subscription changed plan.", {"subscription": {"id": "sub_9", "plan": "pro"}}),
+    "shipment.moved": (
+        "A shipment changed status.",
+        {"shipment": {"id": "shp_77", "status": "in_transit"}},
+    ),
+    "subscription.changed": (
+        "A subscription changed plan.",
+        {"subscription": {"id": "sub_9", "plan": "pro"}},
+    ),
 }
 
 
@@ -41,7 +50,9 @@ class Command(BaseCommand):
         }
         for name, (url, event_types) in endpoints.items():
             if not Endpoint.objects.filter(partner=partner, name=name).exists():
-                endpoint_create(partner, name=name, url=url, event_types=event_types, by="seed_demo")
+                endpoint_create(
+                    partner, name=name, url=url, event_types=event_types, by="seed_demo"
+                )
         created = 0
         for n in range(1, 6):
             for event_type in ("order.paid", "shipment.moved"):
