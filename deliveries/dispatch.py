@@ -35,9 +35,6 @@ TICK_SECONDS = 0.5
 # A first attempt is the fast path's job; the dispatcher takes it only if still due
 # after this grace (its task was lost). Retries have no grace.
 FAST_PATH_GRACE = timedelta(seconds=3)
-# How long a dispatched (queued, not yet started) delivery stays reserved. If its
-# task never runs, the reservation expires and the next tick dispatches it again.
-DISPATCH_RESERVATION = timedelta(seconds=30)
 DISPATCH_LIMIT = 2000
 LEADER_LEASE = timedelta(seconds=10)
 
@@ -67,11 +64,36 @@ def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
     return tasks
 
 
+class _CommitBatch:
+    """The delivery ids one transaction hands over when it commits."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    def __call__(self) -> None:
+        enqueue(self.ids)
+
+
 def enqueue_on_commit(ids: Sequence[int]) -> None:
-    """Enqueue `ids` once the current transaction commits (nothing if it rolls back)."""
-    if ids:
-        ids = list(ids)
-        transaction.on_commit(lambda: enqueue(ids), robust=True)
+    """Enqueue `ids` once the current transaction commits (nothing if it rolls back).
+
+    Every publish in one transaction joins one batch, so 20 publishes in a request
+    become one task of 20 deliveries, not 20 tasks. (If the savepoint that registered
+    the batch rolls back, Django drops it with its ids; a later publish starts anew.)
+    """
+    if not ids:
+        return
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:
+        enqueue(ids)
+        return
+    for _savepoints, callback, _robust in conn.run_on_commit:
+        if isinstance(callback, _CommitBatch):
+            callback.ids.extend(ids)
+            return
+    batch = _CommitBatch()
+    batch.ids.extend(ids)
+    transaction.on_commit(batch, robust=True)
 
 
 def dispatch_due(*, now: datetime | None = None, limit: int = DISPATCH_LIMIT) -> int:
@@ -105,7 +127,9 @@ def dispatch_due(*, now: datetime | None = None, limit: int = DISPATCH_LIMIT) ->
         Delivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.IN_FLIGHT,
             lease_token=token,
-            claimed_until=now + DISPATCH_RESERVATION,
+            # Reserved for the queued task; if it never runs (broker lost, worker
+            # killed) the reservation expires and a later tick dispatches it again.
+            claimed_until=now + timedelta(seconds=settings.WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS),
         )
     enqueue(ids, token=token)
     return len(ids)

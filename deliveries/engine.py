@@ -26,7 +26,6 @@ from deliveries.policy import RetryPolicy, next_delay
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
-LEASE_MARGIN = timedelta(seconds=15)
 
 
 def due_q(now: datetime) -> Q:
@@ -37,7 +36,9 @@ def due_q(now: datetime) -> Q:
 
 
 def lease_for(timeout_seconds: int) -> timedelta:
-    return timedelta(seconds=timeout_seconds + CONNECT_TIMEOUT) + LEASE_MARGIN
+    """How long a claim on a delivery to an endpoint with this timeout lasts."""
+    connect = min(CONNECT_TIMEOUT, timeout_seconds)
+    return timedelta(seconds=timeout_seconds + connect + settings.WEBHOOKHUB_LEASE_MARGIN_SECONDS)
 
 
 def deliveries_claim(
@@ -79,7 +80,7 @@ def deliveries_claim(
 class Outcome:
     delivery: Delivery
     request: transport.OutboundRequest
-    result: transport.AttemptResult
+    result: transport.AttemptResult | None  # None: not sent, the lease ran short
     started_at: datetime
 
 
@@ -125,6 +126,13 @@ def _executor() -> ThreadPoolExecutor:
 
 def _send_one(delivery: Delivery, request: transport.OutboundRequest) -> Outcome:
     started_at = timezone.now()
+    # Start only if the whole request fits in what is left of the lease; otherwise the
+    # lease could expire mid-request and a second worker send the same delivery.
+    latest_start = delivery.claimed_until - timedelta(
+        seconds=request.timeout + (request.connect_timeout or CONNECT_TIMEOUT)
+    )
+    if started_at > latest_start:
+        return Outcome(delivery, request, None, started_at)
     return Outcome(delivery, request, transport.send(request), started_at)
 
 
@@ -144,8 +152,11 @@ def deliveries_send(claimed: Sequence[Delivery], *, token: str) -> list[Outcome]
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
         batch = [future.result() for future in done]
-        attempts_record(batch, token=token)
-        outcomes.extend(batch)
+        sent = [outcome for outcome in batch if outcome.result is not None]
+        if len(sent) < len(batch):
+            logger.warning("%d deliveries not sent: lease ran short", len(batch) - len(sent))
+        attempts_record(sent, token=token)
+        outcomes.extend(sent)
     return outcomes
 
 
@@ -155,6 +166,8 @@ def attempts_record(outcomes: Sequence[Outcome], *, token: str) -> None:
     A delivery whose lease is no longer ours (it expired and another worker took it)
     keeps its attempt row — the request did happen — but its state is not touched.
     """
+    if not outcomes:
+        return
     now = timezone.now()
     with transaction.atomic():
         DeliveryAttempt.objects.bulk_create(
@@ -227,7 +240,7 @@ def _attempt_row(outcome: Outcome) -> DeliveryAttempt:
         request_url=request.url,
         request_headers=transport.mask_headers(request.headers),
         response_status_code=result.status_code,
-        response_headers=result.headers,
+        response_headers=transport.mask_headers(result.headers),
         response_body=result.body,
         response_body_truncated=result.body_truncated,
         error_kind=result.error_kind or "",

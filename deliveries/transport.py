@@ -126,12 +126,15 @@ def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def resolve_checked(host: str, port: int, *, allow_private: bool) -> str:
-    """Resolve `host` once and return the address to connect to, if it is allowed."""
+    """Resolve `host` once; return the address to connect to, or raise if it is refused."""
     try:
         infos = socket.getaddrinfo(host, port, family=allowed_gai_family(), type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise requests.ConnectionError(f"cannot resolve {host!r}: {exc.strerror}") from exc
-    address = str(infos[0][4][0])
+    # One address, IPv4 preferred: unlike a plain connect there is no fallback to the
+    # next address, and IPv6 records without an IPv6 route are the common failure.
+    best = min(infos, key=lambda info: info[0] != socket.AF_INET)  # min() is stable
+    address = str(best[4][0])
     try:
         check_address(address, allow_private=allow_private)
     except UnsafeURLError as exc:

@@ -1,15 +1,28 @@
-"""Shared fixtures: a real HTTP receiver, model factories' entry points, helpers."""
+"""Shared fixtures: a real HTTP receiver and the event type catalog."""
 
 import pytest
 
 from tests.receiver import receiver  # noqa: F401  (fixture)
 
+SYSTEM_EVENT_TYPES = (
+    "webhookhub.test",
+    "webhookhub.endpoint.disabled",
+    "webhookhub.endpoint.recovered",
+    "webhookhub.delivery.dead",
+)
+
 
 @pytest.fixture
 def event_types(db):
-    """A small catalog: order.paid, order.refunded, shipment.moved."""
+    """order.paid, order.refunded, shipment.moved, plus webhookhub's own types.
+
+    A migration creates the system types, but transactional tests flush every table,
+    so they are put back here.
+    """
     from events.models import EventType
 
+    for name in SYSTEM_EVENT_TYPES:
+        EventType.objects.get_or_create(name=name)
     return {
         name: EventType.objects.get_or_create(name=name, defaults={"description": name})[0]
         for name in ("order.paid", "order.refunded", "shipment.moved")

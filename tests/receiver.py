@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import socket
 import ssl
 import sys
@@ -53,8 +54,6 @@ class ReceivedRequest:
     finished_at: float | None = None  # time.monotonic() once the response was written
 
     def json(self) -> object:
-        import json
-
         return json.loads(self.body)
 
 
@@ -239,14 +238,17 @@ class Receiver:
             handler.close_connection = True
             return
         body = response.body.encode() if isinstance(response.body, str) else response.body
+        no_body = response.status in (204, 304) or response.status < 200
         handler.send_response(response.status)
         for name, value in response.headers.items():
-            handler.send_header(name, value)
-        if not any(name.lower() == "content-type" for name in response.headers):
-            handler.send_header("Content-Type", "text/plain; charset=utf-8")
-        handler.send_header("Content-Length", str(len(body)))
+            if name.lower() != "content-length":  # always computed below
+                handler.send_header(name, value)
+        if not no_body:
+            if not any(name.lower() == "content-type" for name in response.headers):
+                handler.send_header("Content-Type", "text/plain; charset=utf-8")
+            handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
-        if handler.command != "HEAD":
+        if handler.command != "HEAD" and not no_body:
             handler.wfile.write(body)
         handler.wfile.flush()
         record.finished_at = time.monotonic()

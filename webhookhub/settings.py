@@ -142,8 +142,16 @@ WEBHOOKHUB_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKHUB_ALLOW_PRIVATE_URLS", defaul
 WEBHOOKHUB_REQUIRE_HTTPS = env.bool("WEBHOOKHUB_REQUIRE_HTTPS", default=False)
 WEBHOOKHUB_MAX_PAYLOAD_BYTES = env.int("WEBHOOKHUB_MAX_PAYLOAD_BYTES", default=256 * 1024)
 # Deliveries handed to one django-q2 task, and the HTTP requests one task sends at once.
-WEBHOOKHUB_DELIVERY_BATCH_SIZE = env.int("WEBHOOKHUB_DELIVERY_BATCH_SIZE", default=50)
-WEBHOOKHUB_SEND_CONCURRENCY = env.int("WEBHOOKHUB_SEND_CONCURRENCY", default=16)
+# Keep them equal: a batch then goes out in one wave, well inside its leases.
+WEBHOOKHUB_DELIVERY_BATCH_SIZE = env.int("WEBHOOKHUB_DELIVERY_BATCH_SIZE", default=32)
+WEBHOOKHUB_SEND_CONCURRENCY = env.int("WEBHOOKHUB_SEND_CONCURRENCY", default=32)
+# A claim lasts the endpoint's timeout plus its connect timeout plus this margin; a
+# worker that dies mid-request leaves a lease that expires this long after its timeout.
+WEBHOOKHUB_LEASE_MARGIN_SECONDS = env.int("WEBHOOKHUB_LEASE_MARGIN_SECONDS", default=15)
+# How long a delivery the dispatcher queued stays reserved for that task to start.
+WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS = env.int(
+    "WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS", default=30
+)
 
 # --- django-q2 -------------------------------------------------------------------------
 # Our own retries live in the database (deliveries.next_attempt_at), so django-q2 never

@@ -207,6 +207,32 @@ def test_allowed_hostname_keeps_its_host_header(receiver):
     assert receiver.wait_for(1)[0].headers["Host"] == f"localhost:{receiver.port}"
 
 
+def test_ipv6_literal_is_pinned_with_a_bracketed_host_header():
+    try:
+        server = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port, seen = server.getsockname()[1], []
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            seen.append(conn.recv(65536))
+            conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    with server:
+        assert (
+            post(f"http://[::1]:{port}/", allow_private=False).error_kind
+            == "refused_unsafe_address"
+        )
+        result = post(f"http://[::1]:{port}/", allow_private=True)
+        thread.join(5)
+    assert (result.status_code, result.succeeded) == (204, True)
+    assert f"Host: [::1]:{port}\r\n".encode() in seen[0]
+
+
 @pytest.mark.parametrize(
     "url", ["http://169.254.169.254/latest/meta-data/", "http://[::ffff:169.254.169.254]/"]
 )

@@ -278,3 +278,17 @@ def test_envelope_is_stored_once_with_id_type_timestamp_and_data(event_types):
     assert list(envelope) == ["id", "type", "timestamp", "data"]
     assert envelope["id"] == event.public_id and envelope["type"] == "order.paid"
     assert envelope["data"] == {"order": {"id": 7, "name": "Müller"}}
+
+
+def test_publishes_in_one_transaction_share_one_task(event_types):
+    make_endpoint()
+    with transaction.atomic():
+        events = [publish("order.paid", {"n": n}) for n in range(5)]
+        with pytest.raises(RuntimeError), transaction.atomic():
+            publish("order.paid", {"rolled": "back"})
+            raise RuntimeError
+        events.append(publish("order.paid", {"n": 5}))
+    assert OrmQ.objects.count() == 1
+    expected = Delivery.objects.filter(event__in=events).values_list("pk", flat=True)
+    queued = queued_delivery_ids()
+    assert set(expected) <= set(queued) and len(queued) == len(expected) + 1  # + rolled back
