@@ -158,4 +158,8 @@ def endpoint_send_test(endpoint: Endpoint, *, by: str) -> DeliveryAttempt:
     )
     delivery = event.deliveries.get()
     engine.deliver([delivery.pk])
-    return delivery.attempts.order_by("-number").first()
+    return (
+        DeliveryAttempt.objects.select_related("delivery__event", "delivery__endpoint")
+        .filter(delivery=delivery)
+        .latest("number")
+    )
