@@ -144,7 +144,7 @@ def test_cancel_stops_waiting_deliveries_only(event_types, receiver):
     assert run_queue() == 1 and receiver.requests == []
     waiting.refresh_from_db()
     assert waiting.status == DeliveryStatus.CANCELLED and "admin:sam" in waiting.last_error
-    done = publish("order.paid", {})
+    publish("order.paid", {})  # succeeds: nothing left to cancel
     run_queue()
     assert deliveries_cancel(Delivery.objects.filter(endpoint=endpoint), by="x") == 0
 
