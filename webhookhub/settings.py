@@ -121,6 +121,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# HSTS preload is a commitment that is hard to undo; it is the operator's opt-in
+# (SECURE_HSTS_PRELOAD=true), so `check --deploy` does not nag about it.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 
 # --- Mail (failure notices) ------------------------------------------------------------
 EMAIL_BACKEND = env.str(
