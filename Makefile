@@ -26,7 +26,7 @@ run: $(VENV)/.runtime
 	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) seed_demo
 	$(MANAGE) ensure_admin
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start web worker
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port 8000 web worker
 
 ## Install test requirements and run the whole suite (PostgreSQL when DATABASE_URL
 ## points at one, SQLite otherwise).
