@@ -36,7 +36,8 @@ TICK_SECONDS = 0.5
 # after this grace (its task was lost). Retries have no grace.
 FAST_PATH_GRACE = timedelta(seconds=3)
 DISPATCH_LIMIT = 2000
-LEADER_LEASE = timedelta(seconds=10)
+# Renewed every tick: a loop that stops ticking (killed, stalled) loses it in seconds.
+LEADER_LEASE = timedelta(seconds=3)
 
 
 def _chunks(ids: Sequence[int], size: int):
