@@ -91,3 +91,19 @@ def test_rotation_grace_is_bounded(event_types):
     endpoint = make_endpoint()
     with pytest.raises(ValidationError, match="between 0 and 7 days"):
         endpoint_rotate_secret(endpoint, by="test", grace=timedelta(days=8))
+
+
+def test_encryption_key_rotation_reencrypts_with_the_new_key(event_types, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    endpoint = make_endpoint(auth_token="bearer-token-value-123456")
+    old_key = settings.WEBHOOKHUB_ENCRYPTION_KEY
+    old_keys = old_key if isinstance(old_key, list) else [old_key]
+    new_key = Fernet.generate_key().decode()
+    settings.WEBHOOKHUB_ENCRYPTION_KEY = [new_key, *old_keys]
+    call_command("rotate_encryption_key")
+    settings.WEBHOOKHUB_ENCRYPTION_KEY = [new_key]  # the old key is gone now
+    reloaded = Endpoint.objects.get(pk=endpoint.pk)
+    assert reloaded.signing_secret == endpoint.signing_secret
+    assert reloaded.auth_token == "bearer-token-value-123456"
