@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryStatus, WorkerLease
@@ -101,37 +102,50 @@ def dispatch_due(*, now: datetime | None = None, limit: int = DISPATCH_LIMIT) ->
     """Reserve and enqueue due deliveries and expired leases; return how many.
 
     Each query is a range scan over a partial index (`delivery_due`, `delivery_lease`).
+    A reservation keeps the row waiting but marks it taken (`claimed_until`, our token)
+    so the next tick does not hand it out again; the task claims it with that token.
     """
     now = now or timezone.now()
     token = uuid.uuid4().hex
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
     with transaction.atomic():
         ids = _lock_ids(
             Delivery.objects.filter(
-                status=DeliveryStatus.RETRYING, next_attempt_at__lte=now
+                free, status=DeliveryStatus.RETRYING, next_attempt_at__lte=now
             ).order_by("next_attempt_at"),
             limit,
         )
         ids += _lock_ids(
-            Delivery.objects.filter(
-                status=DeliveryStatus.PENDING, next_attempt_at__lte=now - FAST_PATH_GRACE
-            ).order_by("next_attempt_at"),
+            # First attempts are the fast path's job; take them only if it has not
+            # happened within the grace (its task was lost), or if they were postponed.
+            Delivery.objects.filter(free, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+            .filter(
+                Q(created_at__lte=now - FAST_PATH_GRACE)
+                | Q(next_attempt_at__gt=F("created_at") + FAST_PATH_GRACE)
+            )
+            .order_by("next_attempt_at"),
             limit - len(ids),
         )
-        ids += _lock_ids(
+        expired = _lock_ids(
             Delivery.objects.filter(
                 status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now
             ).order_by("claimed_until"),
             limit - len(ids),
         )
+        ids += expired
         if not ids:
             return 0
-        Delivery.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.IN_FLIGHT,
-            lease_token=token,
-            # Reserved for the queued task; if it never runs (broker lost, worker
-            # killed) the reservation expires and a later tick dispatches it again.
-            claimed_until=now + timedelta(seconds=settings.WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS),
+        reserve_until = now + timedelta(seconds=settings.WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS)
+        # A worker died holding these: back to waiting (the attempt count is untouched,
+        # the receiver may have got it: at-least-once).
+        Delivery.objects.filter(pk__in=expired).update(
+            status=Case(
+                When(attempt_count=0, then=Value(DeliveryStatus.PENDING)),
+                default=Value(DeliveryStatus.RETRYING),
+            ),
+            next_attempt_at=now,
         )
+        Delivery.objects.filter(pk__in=ids).update(lease_token=token, claimed_until=reserve_until)
     enqueue(ids, token=token)
     return len(ids)
 

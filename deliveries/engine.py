@@ -1,14 +1,13 @@
 """The worker side of delivery: claim due deliveries, send them, record what happened.
 
-A delivery is claimed by one conditional UPDATE (due, or its lease expired, → in
-flight with a fresh lease and our token); zero rows means another worker has it. The
+Claiming (and which deliveries each endpoint admits now) is `deliveries.claims`. The
 lease outlasts the endpoint's timeout, so a slow request is never handed to a second
 worker, and a worker that dies leaves a lease that expires and makes the row due again.
-The attempt row and the delivery's next state are written in one transaction.
+The attempt row, the delivery's next state and the endpoint's health are written in one
+transaction.
 """
 
 import logging
-import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -16,64 +15,16 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from deliveries import signing, transport
+from deliveries import endpoint_health, signing, transport
+from deliveries.claims import connect_timeout_for, deliveries_claim, ordered_release_next
+from deliveries.dispatch import enqueue_on_commit
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
 from deliveries.policy import RetryPolicy, next_delay
 
 logger = logging.getLogger(__name__)
-
-CONNECT_TIMEOUT = 5.0
-
-
-def due_q(now: datetime) -> Q:
-    """Deliveries a worker may take now: waiting and due, or held by an expired lease."""
-    return Q(
-        status__in=(DeliveryStatus.PENDING, DeliveryStatus.RETRYING), next_attempt_at__lte=now
-    ) | Q(status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now)
-
-
-def lease_for(timeout_seconds: int) -> timedelta:
-    """How long a claim on a delivery to an endpoint with this timeout lasts."""
-    connect = min(CONNECT_TIMEOUT, timeout_seconds)
-    return timedelta(seconds=timeout_seconds + connect + settings.WEBHOOKHUB_LEASE_MARGIN_SECONDS)
-
-
-def deliveries_claim(
-    ids: Iterable[int], *, token: str | None = None, now: datetime | None = None
-) -> tuple[str, list[Delivery]]:
-    """Claim those of `ids` that are due (or already held under `token`).
-
-    Returns the lease token and the claimed deliveries with their event and endpoint.
-    """
-    now = now or timezone.now()
-    ids = list(ids)
-    mine = due_q(now)
-    if token:
-        mine |= Q(status=DeliveryStatus.IN_FLIGHT, lease_token=token)
-    new_token = uuid.uuid4().hex
-    by_timeout: dict[int, list[int]] = {}
-    for pk, timeout in Delivery.objects.filter(mine, pk__in=ids).values_list(
-        "pk", "endpoint__timeout_seconds"
-    ):
-        by_timeout.setdefault(timeout, []).append(pk)
-    for timeout, pks in by_timeout.items():
-        # The condition is repeated in the UPDATE: it, not the SELECT above, decides.
-        Delivery.objects.filter(mine, pk__in=pks).update(
-            status=DeliveryStatus.IN_FLIGHT,
-            lease_token=new_token,
-            claimed_until=now + lease_for(timeout),
-        )
-    if not by_timeout:
-        return new_token, []
-    claimed = list(
-        Delivery.objects.filter(lease_token=new_token, status=DeliveryStatus.IN_FLIGHT)
-        .select_related("event", "endpoint")
-        .order_by("pk")
-    )
-    return new_token, claimed
 
 
 @dataclass
@@ -102,7 +53,7 @@ def build_request(delivery: Delivery, *, now: datetime) -> transport.OutboundReq
         body=body,
         headers=headers,
         timeout=float(endpoint.timeout_seconds),
-        connect_timeout=min(CONNECT_TIMEOUT, float(endpoint.timeout_seconds)),
+        connect_timeout=connect_timeout_for(endpoint.timeout_seconds),
         allow_private=settings.WEBHOOKHUB_ALLOW_PRIVATE_URLS,
     )
 
@@ -129,7 +80,7 @@ def _send_one(delivery: Delivery, request: transport.OutboundRequest) -> Outcome
     # Start only if the whole request fits in what is left of the lease; otherwise the
     # lease could expire mid-request and a second worker send the same delivery.
     latest_start = delivery.claimed_until - timedelta(
-        seconds=request.timeout + (request.connect_timeout or CONNECT_TIMEOUT)
+        seconds=request.timeout + connect_timeout_for(request.timeout)
     )
     if started_at > latest_start:
         return Outcome(delivery, request, None, started_at)
@@ -174,11 +125,13 @@ def attempts_record(outcomes: Sequence[Outcome], *, token: str) -> None:
             [_attempt_row(outcome) for outcome in outcomes], batch_size=500
         )
         successes: dict[int, list[int]] = {}
+        finished_endpoints = set()
         for outcome in outcomes:
             if outcome.result.succeeded:
                 successes.setdefault(outcome.result.status_code, []).append(outcome.delivery.pk)
-            else:
-                _record_failure(outcome, token=token, now=now)
+                finished_endpoints.add(outcome.delivery.endpoint_id)
+            elif _record_failure(outcome, token=token, now=now):
+                finished_endpoints.add(outcome.delivery.endpoint_id)
         for status_code, pks in successes.items():
             Delivery.objects.filter(pk__in=pks, lease_token=token).update(
                 status=DeliveryStatus.SUCCEEDED,
@@ -192,11 +145,15 @@ def attempts_record(outcomes: Sequence[Outcome], *, token: str) -> None:
                 completed_at=now,
                 updated_at=now,
             )
+        due_now = endpoint_health.endpoints_after_attempts(outcomes, now=now)
+        due_now += ordered_release_next(finished_endpoints, now=now)
+        enqueue_on_commit(due_now)
     for outcome in outcomes:
         _log(outcome)
 
 
-def _record_failure(outcome: Outcome, *, token: str, now: datetime) -> None:
+def _record_failure(outcome: Outcome, *, token: str, now: datetime) -> bool:
+    """Schedule the next try, or make the delivery dead. True if it is dead."""
     delivery, result = outcome.delivery, outcome.result
     attempt_no = delivery.attempt_count + 1
     error = (result.error_message or result.error_kind or "")[:500]
@@ -215,17 +172,20 @@ def _record_failure(outcome: Outcome, *, token: str, now: datetime) -> None:
         "updated_at": now,
     }
     if delay is None:
-        Delivery.objects.filter(pk=delivery.pk, lease_token=token).update(
+        died = Delivery.objects.filter(pk=delivery.pk, lease_token=token).update(
             status=DeliveryStatus.DEAD, next_attempt_at=None, completed_at=now, **common
         )
-    else:
-        Delivery.objects.filter(pk=delivery.pk, lease_token=token).update(
-            status=DeliveryStatus.RETRYING,
-            next_attempt_at=now + delay,
-            next_trigger=Trigger.RETRY,
-            next_trigger_by="",
-            **common,
-        )
+        if died and delivery.next_trigger != Trigger.TEST:
+            endpoint_health.delivery_died(delivery)
+        return bool(died)
+    Delivery.objects.filter(pk=delivery.pk, lease_token=token).update(
+        status=DeliveryStatus.RETRYING,
+        next_attempt_at=now + delay,
+        next_trigger=Trigger.RETRY,
+        next_trigger_by="",
+        **common,
+    )
+    return False
 
 
 def _attempt_row(outcome: Outcome) -> DeliveryAttempt:

@@ -207,3 +207,36 @@ def next_delay(
         if retry_after is not None:
             delay = max(delay, min(retry_after, policy.max_delay))
     return timedelta(seconds=max(delay, MIN_DELAY))
+
+
+# --- Circuit breaker math -------------------------------------------------------------
+# After `threshold` consecutive failed attempts an endpoint's circuit opens: deliveries
+# wait without being attempted. After a cooldown one probe goes out; its success closes
+# the circuit, its failure re-opens it with a cooldown twice as long (capped).
+
+
+@dataclass(frozen=True)
+class CircuitPolicy:
+    threshold: int = 5
+    cooldown: float = 60.0  # seconds before the first probe
+    max_cooldown: float = 3600.0  # seconds; the cooldown doubles per re-open up to this
+    disable_after: float = 5 * 86400.0  # seconds of continuous failure before auto-disable
+
+
+def circuit_should_open(consecutive_failures: int, policy: CircuitPolicy) -> bool:
+    return consecutive_failures >= policy.threshold
+
+
+def circuit_cooldown(open_count: int, policy: CircuitPolicy) -> timedelta:
+    """Wait before the probe after the circuit opened for the `open_count`-th time in a row."""
+    seconds = policy.cooldown * 2.0 ** min(max(open_count, 1) - 1, 32)
+    return timedelta(seconds=min(seconds, policy.max_cooldown))
+
+
+def should_auto_disable(
+    failing_since: datetime | None, now: datetime, policy: CircuitPolicy
+) -> bool:
+    """True once an endpoint has failed without a single success for the whole window."""
+    return (
+        failing_since is not None and (now - failing_since).total_seconds() >= policy.disable_after
+    )

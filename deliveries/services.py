@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from deliveries import engine
+from deliveries.claims import ordered_release_next
 from deliveries.dispatch import enqueue_on_commit
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
 from endpoints.models import Endpoint
@@ -77,14 +78,28 @@ def delivery_cancel(delivery: Delivery, *, by: str) -> bool:
 
 
 def deliveries_cancel(queryset: QuerySet, *, by: str) -> int:
+    """Cancel the waiting deliveries among `queryset`; returns how many. The next
+    delivery of an ordered endpoint whose head was cancelled becomes due."""
     now = timezone.now()
-    return queryset.filter(status__in=CANCELLABLE).update(
-        status=DeliveryStatus.CANCELLED,
-        next_attempt_at=None,
-        completed_at=now,
-        last_error=f"cancelled by {by}"[:500],
-        updated_at=now,
-    )
+    with transaction.atomic():
+        rows = list(
+            queryset.filter(status__in=CANCELLABLE)
+            .select_for_update()
+            .values_list("pk", "endpoint_id")
+        )
+        cancelled = Delivery.objects.filter(
+            pk__in=[pk for pk, _ in rows], status__in=CANCELLABLE
+        ).update(
+            status=DeliveryStatus.CANCELLED,
+            next_attempt_at=None,
+            claimed_until=None,
+            lease_token="",
+            completed_at=now,
+            last_error=f"cancelled by {by}"[:500],
+            updated_at=now,
+        )
+        enqueue_on_commit(ordered_release_next({e for _, e in rows}, now=now))
+    return cancelled
 
 
 def event_replay(event: Event, *, endpoint: Endpoint | None = None, by: str) -> int:

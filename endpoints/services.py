@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from deliveries.signing import generate_secret
-from endpoints.models import ApiToken, Endpoint, Partner, Subscription
+from endpoints.models import ApiToken, CircuitState, Endpoint, Partner, Subscription
 
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
 MAX_ROTATION_GRACE = timedelta(days=7)
@@ -95,11 +95,21 @@ def subscriptions_set(
                 row.save()
 
 
+@transaction.atomic
 def endpoint_disable(
-    endpoint: Endpoint, *, by: str, reason: str = "", kind: str = Endpoint.DisabledBy.MANUAL
+    endpoint: Endpoint,
+    *,
+    by: str,
+    reason: str = "",
+    kind: str = Endpoint.DisabledBy.MANUAL,
+    cancel_waiting: bool = False,
 ) -> bool:
-    """Switch an endpoint off. Its waiting deliveries are kept and go out when it is
-    switched on again. Returns False if it was already off."""
+    """Switch an endpoint off. Its waiting deliveries are kept (not sent, not dead) and
+    go out when it is switched on again — or are cancelled with `cancel_waiting`.
+    Returns False if it was already off."""
+    from deliveries.models import Delivery
+    from deliveries.services import deliveries_cancel
+
     now = timezone.now()
     updated = Endpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
         enabled=False,
@@ -109,20 +119,40 @@ def endpoint_disable(
         disabled_by=by,
         updated_at=now,
     )
+    if updated and cancel_waiting:
+        deliveries_cancel(Delivery.objects.filter(endpoint=endpoint), by=by)
     endpoint.refresh_from_db()
     return bool(updated)
 
 
+@transaction.atomic
 def endpoint_enable(endpoint: Endpoint, *, by: str) -> bool:
-    """Switch an endpoint on; waiting deliveries become due. False if already on."""
+    """Switch an endpoint on with a fresh circuit; the deliveries held while it was
+    off become due at once. False if it was already on."""
+    from deliveries.dispatch import enqueue_on_commit
+    from deliveries.models import WAITING_STATUSES, Delivery
+
+    now = timezone.now()
     updated = Endpoint.objects.filter(pk=endpoint.pk, enabled=False).update(
         enabled=True,
         disabled_at=None,
         disabled_reason="",
         disabled_kind="",
         disabled_by="",
-        updated_at=timezone.now(),
+        circuit_state=CircuitState.CLOSED,
+        circuit_retry_at=None,
+        circuit_open_count=0,
+        consecutive_failures=0,
+        failing_since=None,
+        updated_at=now,
     )
+    if updated:
+        held = Delivery.objects.filter(
+            endpoint=endpoint, status__in=WAITING_STATUSES, next_attempt_at__isnull=True
+        )
+        ids = list(held.values_list("pk", flat=True))
+        held.update(next_attempt_at=now, updated_at=now)
+        enqueue_on_commit(ids)
     endpoint.refresh_from_db()
     return bool(updated)
 

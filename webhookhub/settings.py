@@ -156,6 +156,15 @@ WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS = env.int(
     "WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS", default=30
 )
 
+# Circuit breaker: open after this many failed attempts in a row; first probe after the
+# cooldown, doubling per re-open up to the max; auto-disable after failing this long.
+WEBHOOKHUB_CIRCUIT_FAILURE_THRESHOLD = env.int("WEBHOOKHUB_CIRCUIT_FAILURE_THRESHOLD", default=5)
+WEBHOOKHUB_CIRCUIT_COOLDOWN_SECONDS = env.int("WEBHOOKHUB_CIRCUIT_COOLDOWN_SECONDS", default=60)
+WEBHOOKHUB_CIRCUIT_MAX_COOLDOWN_SECONDS = env.int(
+    "WEBHOOKHUB_CIRCUIT_MAX_COOLDOWN_SECONDS", default=3600
+)
+WEBHOOKHUB_AUTO_DISABLE_AFTER_HOURS = env.float("WEBHOOKHUB_AUTO_DISABLE_AFTER_HOURS", default=120)
+
 # --- django-q2 -------------------------------------------------------------------------
 # Our own retries live in the database (deliveries.next_attempt_at), so django-q2 never
 # retries a task itself: max_attempts=1. A task's timeout is above the longest HTTP

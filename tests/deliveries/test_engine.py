@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from standardwebhooks.webhooks import Webhook
 
-from deliveries import dispatch, engine
+from deliveries import claims, dispatch, engine
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
 from events.services import publish
 from tests.factories import make_endpoint
@@ -129,7 +129,7 @@ def test_in_flight_delivery_is_not_claimed_twice_until_its_lease_expires(event_t
     assert engine.deliveries_claim([pk])[1] == []
     delivery = Delivery.objects.get(pk=pk)
     lease = delivery.claimed_until - timezone.now()
-    assert timedelta(seconds=10) < lease <= engine.lease_for(10), "lease outlasts the timeout"
+    assert timedelta(seconds=10) < lease <= claims.lease_for(10), "lease outlasts the timeout"
     with time_machine.travel(delivery.claimed_until + timedelta(seconds=1)):
         again_token, again = engine.deliveries_claim([pk])
     assert [d.pk for d in again] == [pk] and again_token != token
@@ -164,9 +164,11 @@ def test_dispatcher_hands_over_due_retries_lost_first_attempts_and_expired_lease
         publish("order.paid", {"n": n}).deliveries.get() for n in range(6)
     )
     OrmQ.objects.all().delete()
-    Delivery.objects.filter(pk=lost.pk).update(next_attempt_at=now - timedelta(seconds=10))
+    Delivery.objects.filter(pk=lost.pk).update(
+        created_at=now - timedelta(seconds=10), next_attempt_at=now - timedelta(seconds=10)
+    )
     Delivery.objects.filter(pk=retry_due.pk).update(
-        status="retrying", next_attempt_at=now - timedelta(seconds=1)
+        status="retrying", next_attempt_at=now - timedelta(seconds=1), attempt_count=1
     )
     Delivery.objects.filter(pk=retry_later.pk).update(
         status="retrying", next_attempt_at=now + timedelta(minutes=5)
@@ -184,13 +186,17 @@ def test_dispatcher_hands_over_due_retries_lost_first_attempts_and_expired_lease
     assert sorted(queued[0]["args"][0]) == sorted([lost.pk, retry_due.pk, expired.pk])
     token = queued[0]["kwargs"]["token"]
     assert dispatch.dispatch_due(now=now) == 0, "reserved rows are not handed out twice"
-    # The queued task claims under the dispatcher's reservation.
+    # Reserved rows stay waiting (not "in flight": nothing is being sent yet) ...
+    assert Delivery.objects.get(pk=expired.pk).status == DeliveryStatus.PENDING
+    assert Delivery.objects.get(pk=retry_due.pk).status == DeliveryStatus.RETRYING
+    # ... and the queued task claims them under the dispatcher's reservation.
     assert {d.pk for d in engine.deliveries_claim(queued[0]["args"][0], token=token)[1]} == {
         lost.pk,
         retry_due.pk,
         expired.pk,
     }
     assert Delivery.objects.get(pk=fresh.pk).status == DeliveryStatus.PENDING
+    assert Delivery.objects.get(pk=held.pk).status == DeliveryStatus.IN_FLIGHT
 
 
 def test_dispatcher_lease_lets_one_loop_run_at_a_time(db):

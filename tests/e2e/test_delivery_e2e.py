@@ -101,7 +101,7 @@ def test_dead_delivery_replayed_arrives_with_same_webhook_id(event_types, receiv
 
 
 def test_sigkill_mid_request_loses_nothing(event_types, receiver, start_cluster):
-    make_endpoint(url=receiver.url_for(), timeout_seconds=3)
+    make_endpoint(url=receiver.url_for(), timeout_seconds=3, max_in_flight=20)
     in_flight = {"slow": True}
     receiver.respond_with(
         lambda r: Response(200, delay=2.5) if in_flight["slow"] else Response(200)

@@ -1,0 +1,64 @@
+"""Per-endpoint token buckets shared by every worker on every machine.
+
+`rate_limit_per_second = r` lets a burst of `r` requests through, then `r` per second.
+With `REDIS_URL` the bucket lives in Redis (one atomic Lua script per claim); otherwise
+in the endpoint row, which the caller holds locked (SELECT … FOR UPDATE) while it claims.
+Deliveries over the limit are not attempted: they wait, without burning an attempt.
+"""
+
+from datetime import datetime
+from functools import lru_cache
+
+from django.conf import settings
+
+# KEYS[1] bucket key; ARGV: rate, now (s), wanted. Returns {granted, tokens_left*1000}.
+_TAKE_LUA = """
+local rate = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or rate
+local ts = tonumber(state[2]) or now
+tokens = math.min(rate, tokens + math.max(0, now - ts) * rate)
+local granted = math.min(wanted, math.floor(tokens))
+tokens = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
+redis.call('EXPIRE', KEYS[1], 3600)
+return {granted, math.floor(tokens * 1000)}
+"""
+
+
+@lru_cache(maxsize=1)
+def _redis_script():
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    return client.register_script(_TAKE_LUA)
+
+
+def take(endpoint, wanted: int, *, now: datetime) -> list[float]:
+    """Take up to `wanted` tokens; return, per wanted request, seconds to wait (0 = go).
+
+    Waits for the requests over the limit are spread at the bucket's rate, so they come
+    back when a token should be there for each (they still compete for it then).
+    """
+    rate = float(endpoint.rate_limit_per_second or 0)
+    if rate <= 0 or wanted <= 0:
+        return [0.0] * wanted
+    if settings.REDIS_URL:
+        granted, left_milli = _redis_script()(
+            keys=[f"webhookhub:rate:{endpoint.pk}"], args=[rate, now.timestamp(), wanted]
+        )
+        left = left_milli / 1000
+    else:
+        tokens = rate if endpoint.rate_tokens is None else endpoint.rate_tokens
+        if endpoint.rate_checked_at is not None:
+            elapsed = max(0.0, (now - endpoint.rate_checked_at).total_seconds())
+            tokens = min(rate, tokens + elapsed * rate)
+        granted = min(wanted, int(tokens))
+        left = tokens - granted
+        endpoint.rate_tokens, endpoint.rate_checked_at = left, now
+        type(endpoint).objects.filter(pk=endpoint.pk).update(rate_tokens=left, rate_checked_at=now)
+    waits = [0.0] * granted
+    waits += [(i + 1 - left) / rate for i in range(wanted - granted)]
+    return waits

@@ -1,0 +1,260 @@
+"""Endpoint protection against a real receiver and database, with a simulated clock:
+circuit breaker, 410, auto-disable and notices, held deliveries, rate limit, ordering,
+concurrency cap, secret rotation."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from deliveries import engine
+from deliveries.endpoint_health import failure_digest
+from deliveries.models import Delivery, DeliveryStatus
+from endpoints.models import CircuitState, Endpoint
+from endpoints.services import endpoint_disable, endpoint_enable, endpoint_rotate_secret
+from events.models import Event
+from events.services import publish
+from tests.factories import PartnerFactory, make_endpoint
+from tests.receiver import Response
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FAST_RETRY = {"strategy": "fixed", "base_delay": 1, "jitter": 0, "max_attempts": 50}
+
+
+def due_ids(endpoint):
+    return list(
+        Delivery.objects.filter(
+            endpoint=endpoint,
+            next_attempt_at__lte=timezone.now(),
+            status__in=["pending", "retrying"],
+        ).values_list("pk", flat=True)
+    )
+
+
+def op_events(name):
+    return Event.objects.filter(event_type__name=name)
+
+
+@pytest.fixture
+def clock():
+    with time_machine.travel(timezone.now(), tick=True) as traveller:
+        yield traveller
+
+
+def test_circuit_opens_after_5_failures_probes_after_cooldown_and_closes(
+    event_types, receiver, clock, settings
+):
+    settings.WEBHOOKHUB_CIRCUIT_COOLDOWN_SECONDS = 60
+    endpoint = make_endpoint(url=receiver.url_for(), retry_policy=FAST_RETRY)
+    watcher = make_endpoint(
+        endpoint.partner, name="ops", url=receiver.url_for("/ops"), event_types=["webhookhub.*"]
+    )
+    receiver.respond_with(lambda r: Response(200) if r.path == "/ops" else Response(500))
+    for n in range(5):
+        engine.deliver([publish("order.paid", {"n": n}).deliveries.get(endpoint=endpoint).pk])
+    endpoint.refresh_from_db()
+    assert endpoint.circuit_state == CircuitState.OPEN and endpoint.consecutive_failures == 5
+    probe_at = endpoint.circuit_retry_at
+    assert timedelta(seconds=59) < probe_at - timezone.now() <= timedelta(seconds=60)
+
+    # While open, due deliveries wait without being attempted or burning attempts.
+    clock.shift(timedelta(seconds=2))
+    backlog = [publish("order.paid", {"b": n}).deliveries.get(endpoint=endpoint) for n in range(3)]
+    sent_before = len(receiver.requests)
+    assert engine.deliver(due_ids(endpoint)) == []
+    assert len(receiver.requests) == sent_before
+    for delivery in Delivery.objects.filter(pk__in=[d.pk for d in backlog]):
+        assert delivery.attempt_count == 0 and delivery.next_attempt_at >= probe_at
+
+    # After the cooldown exactly one probe goes; it fails: open again, cooldown doubles.
+    clock.move_to(probe_at + timedelta(seconds=1))
+    outcomes = engine.deliver(due_ids(endpoint))
+    assert len(outcomes) == 1
+    endpoint.refresh_from_db()
+    assert endpoint.circuit_state == CircuitState.OPEN
+    assert (
+        timedelta(seconds=119)
+        < endpoint.circuit_retry_at - timezone.now()
+        <= timedelta(seconds=120)
+    )
+
+    # The next probe succeeds: closed, and the backlog is released at once.
+    receiver.respond_with(lambda r: Response(200))
+    clock.move_to(endpoint.circuit_retry_at + timedelta(seconds=1))
+    assert len(engine.deliver(due_ids(endpoint))) == 1
+    endpoint.refresh_from_db()
+    assert endpoint.circuit_state == CircuitState.CLOSED and endpoint.consecutive_failures == 0
+    assert endpoint.failing_since is None
+    engine.deliver(due_ids(endpoint))
+    assert Delivery.objects.filter(endpoint=endpoint, status="succeeded").count() >= 3
+    assert op_events("webhookhub.endpoint.recovered").count() == 1
+    recovered = op_events("webhookhub.endpoint.recovered").get()
+    assert recovered.partner_id == endpoint.partner_id
+    assert recovered.deliveries.get().endpoint_id == watcher.pk
+
+
+def test_410_disables_at_once_and_tells_partner_staff_and_subscribers(
+    event_types, receiver, settings
+):
+    settings.ADMINS = [("Staff", "staff@hub.example")]
+    partner = PartnerFactory(contact_email="ops@partner.example")
+    gone = make_endpoint(partner, url=receiver.url_for("/gone"))
+    make_endpoint(partner, name="ops", url=receiver.url_for("/ops"), event_types=["webhookhub.*"])
+    receiver.respond_with(lambda r: Response(410) if r.path == "/gone" else Response(200))
+    event = publish("order.paid", {}, partner=partner)
+    engine.deliver([event.deliveries.get(endpoint=gone).pk])
+    gone.refresh_from_db()
+    assert not gone.enabled and gone.disabled_reason == "receiver answered 410"
+    assert gone.disabled_kind == Endpoint.DisabledBy.GONE and gone.disabled_by == "system"
+    (notice,) = mail.outbox
+    assert set(notice.to) == {"ops@partner.example", "staff@hub.example"}
+    assert "410" in notice.body
+    disabled_event = op_events("webhookhub.endpoint.disabled").get()
+    assert disabled_event.payload["endpoint"] == gone.public_id
+
+
+def test_five_days_of_failure_disables_with_one_mail_and_one_event(event_types, receiver, clock):
+    partner = PartnerFactory(contact_email="ops@partner.example")
+    endpoint = make_endpoint(partner, url=receiver.url_for(), retry_policy=FAST_RETRY)
+    make_endpoint(partner, name="ops", url=receiver.url_for("/ops"), event_types=["webhookhub.*"])
+    receiver.respond_with(lambda r: Response(200) if r.path == "/ops" else Response(503))
+    start = timezone.now()
+    publish("order.paid", {})
+    for hour in range(0, 5 * 24 + 13, 6):  # attempts every 6 hours for five days and more
+        clock.move_to(start + timedelta(hours=hour))
+        engine.deliver(due_ids(endpoint))
+        endpoint.refresh_from_db()
+        if endpoint.circuit_retry_at and endpoint.circuit_retry_at > timezone.now():
+            Endpoint.objects.filter(pk=endpoint.pk).update(circuit_retry_at=timezone.now())
+        if not endpoint.enabled:
+            break
+    endpoint.refresh_from_db()
+    assert not endpoint.enabled
+    assert endpoint.disabled_reason.startswith("auto: failing since ")
+    assert endpoint.disabled_kind == Endpoint.DisabledBy.AUTO
+    assert timezone.now() - start >= timedelta(days=5)
+    assert len(mail.outbox) == 1
+    assert op_events("webhookhub.endpoint.disabled").count() == 1
+    # Its waiting delivery is kept, not dead and not sent.
+    assert Delivery.objects.get(endpoint=endpoint).status == DeliveryStatus.RETRYING
+
+
+def test_disabled_endpoint_holds_deliveries_and_sends_them_when_enabled(event_types, receiver):
+    endpoint = make_endpoint(url=receiver.url_for())
+    waiting = publish("order.paid", {}).deliveries.get()
+    endpoint_disable(endpoint, by="admin:sam", reason="partner maintenance")
+    assert engine.deliver([waiting.pk]) == [] and receiver.requests == []
+    waiting.refresh_from_db()
+    assert waiting.status == DeliveryStatus.PENDING and waiting.next_attempt_at is None
+    assert publish("order.paid", {}).deliveries.count() == 0, "no new deliveries while off"
+    endpoint_enable(endpoint, by="admin:sam")
+    waiting.refresh_from_db()
+    assert waiting.next_attempt_at is not None
+    engine.deliver([waiting.pk])
+    assert receiver.wait_for(1)[0].headers["webhook-id"] == waiting.event.public_id
+
+
+def test_disable_can_cancel_waiting_deliveries(event_types):
+    endpoint = make_endpoint()
+    waiting = publish("order.paid", {}).deliveries.get()
+    endpoint_disable(endpoint, by="admin:sam", reason="gone for good", cancel_waiting=True)
+    waiting.refresh_from_db()
+    assert waiting.status == DeliveryStatus.CANCELLED
+
+
+def test_dead_delivery_publishes_an_operational_event(event_types, receiver):
+    partner = PartnerFactory()
+    endpoint = make_endpoint(partner, url=receiver.url_for("/x"), retry_policy={"max_attempts": 1})
+    make_endpoint(
+        partner, name="ops", url=receiver.url_for("/ops"), event_types=["webhookhub.delivery.dead"]
+    )
+    receiver.respond_with(lambda r: Response(200) if r.path == "/ops" else Response(500))
+    event = publish("order.paid", {}, partner=partner)
+    engine.deliver([event.deliveries.get(endpoint=endpoint).pk])
+    dead = op_events("webhookhub.delivery.dead").get()
+    assert (
+        dead.payload["event"] == event.public_id and dead.payload["endpoint"] == endpoint.public_id
+    )
+
+
+def test_failure_digest_mails_each_failing_endpoint_at_most_once_a_day(event_types, settings):
+    settings.ADMINS = [("Staff", "staff@hub.example")]
+    endpoint = make_endpoint(PartnerFactory(contact_email="ops@partner.example"))
+    Endpoint.objects.filter(pk=endpoint.pk).update(
+        circuit_state=CircuitState.OPEN,
+        failing_since=timezone.now() - timedelta(hours=3),
+        consecutive_failures=9,
+    )
+    assert failure_digest() == 1
+    assert sorted(m.to[0] for m in mail.outbox) == ["ops@partner.example", "staff@hub.example"]
+    assert endpoint.public_id in mail.outbox[0].body
+    assert failure_digest() == 0 and len(mail.outbox) == 2
+    with time_machine.travel(timezone.now() + timedelta(hours=25)):
+        assert failure_digest() == 1
+
+
+def test_rate_limit_lets_a_burst_through_then_spreads_the_rest_without_attempts(
+    event_types, receiver
+):
+    endpoint = make_endpoint(url=receiver.url_for(), rate_limit_per_second=20, max_in_flight=100)
+    from django.db import transaction
+
+    with transaction.atomic():
+        for n in range(100):
+            publish("order.paid", {"n": n})
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        sent = engine.deliver(Delivery.objects.values_list("pk", flat=True))
+    assert len(sent) == 20
+    waiting = Delivery.objects.filter(endpoint=endpoint, status="pending")
+    assert waiting.count() == 80 and not waiting.filter(attempt_count__gt=0).exists()
+    latest = max(waiting.values_list("next_attempt_at", flat=True))
+    assert latest - start >= timedelta(seconds=3.95)
+    # Half a second later only the tokens that accrued (10) are admitted.
+    with time_machine.travel(start + timedelta(seconds=0.5), tick=False):
+        assert len(engine.deliver(due_ids(endpoint))) == 10
+
+
+def test_concurrency_cap_defers_the_excess(event_types):
+    endpoint = make_endpoint(max_in_flight=3)
+    ids = [publish("order.paid", {"n": n}).deliveries.get().pk for n in range(5)]
+    _, claimed = engine.deliveries_claim(ids)
+    assert len(claimed) == 3
+    assert engine.deliveries_claim(ids)[1] == []
+    assert Delivery.objects.filter(endpoint=endpoint, status="in_flight").count() == 3
+
+
+def test_ordered_endpoint_sends_only_its_head(event_types, receiver):
+    endpoint = make_endpoint(url=receiver.url_for(), ordered=True, retry_policy=FAST_RETRY)
+    events = [publish("order.paid", {"n": n}) for n in range(3)]
+    ids = [e.deliveries.get().pk for e in events]
+    receiver.script(Response(500))
+    assert len(engine.deliver(ids)) == 1  # only the head; it fails
+    assert Delivery.objects.filter(pk__in=ids[1:], next_attempt_at__isnull=True).count() == 2
+    with time_machine.travel(timezone.now() + timedelta(seconds=2)):
+        engine.deliver(due_ids(endpoint))  # head retried and succeeds -> next released
+        engine.deliver(due_ids(endpoint))
+        engine.deliver(due_ids(endpoint))
+    assert [r.json()["data"]["n"] for r in receiver.requests] == [0, 0, 1, 2]
+
+
+def test_rotation_signs_with_both_secrets_during_grace_then_only_the_new(event_types, receiver):
+    endpoint = make_endpoint(url=receiver.url_for())
+    old = endpoint.signing_secret
+    new = endpoint_rotate_secret(endpoint, by="admin:sam", grace=timedelta(hours=24))
+    engine.deliver([publish("order.paid", {"n": 1}).deliveries.get().pk])
+    request = receiver.wait_for(1)[0]
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    Webhook(old).verify(request.body, dict(request.headers))
+    Webhook(new).verify(request.body, dict(request.headers))
+    with time_machine.travel(timezone.now() + timedelta(hours=25), tick=False):
+        engine.deliver([publish("order.paid", {"n": 2}).deliveries.get().pk])
+        later = receiver.wait_for(2)[1]
+        assert len(later.headers["webhook-signature"].split(" ")) == 1
+        Webhook(new).verify(later.body, dict(later.headers))
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(later.body, dict(later.headers))
