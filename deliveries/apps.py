@@ -2,21 +2,27 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 DISPATCHER_SCHEDULE = "webhookhub: keep the dispatcher running"
+HOUSEKEEPING_SCHEDULE = "webhookhub: failing-endpoint digest and expired secrets"
 
 
 def ensure_schedules(sender, **kwargs):
-    """The watchdog schedule that (re)starts the dispatcher loop every minute."""
+    """The watchdog that (re)starts the dispatcher loop every minute, and hourly
+    housekeeping (failure digest mails, purge of expired rotated secrets)."""
     from django_q.models import Schedule
 
-    Schedule.objects.update_or_create(
-        name=DISPATCHER_SCHEDULE,
-        defaults={
-            "func": "deliveries.tasks.ensure_dispatcher",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
+    for name, func, minutes in (
+        (DISPATCHER_SCHEDULE, "deliveries.tasks.ensure_dispatcher", 1),
+        (HOUSEKEEPING_SCHEDULE, "deliveries.tasks.housekeeping", 60),
+    ):
+        Schedule.objects.update_or_create(
+            name=name,
+            defaults={
+                "func": func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": minutes,
+                "repeats": -1,
+            },
+        )
 
 
 def start_dispatcher(sender, proc_name=None, **kwargs):

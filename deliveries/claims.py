@@ -197,18 +197,22 @@ def _head_busy(head, now) -> bool:
 
 def _postpone(later: dict, mine: Q, *, now: datetime) -> None:
     """Put deferred/held rows back to waiting without counting an attempt."""
-    if not later:
-        return
-    whens = [When(pk=pk, then=Value(until)) for pk, (_, until) in later.items()]
     for first_attempt in (True, False):
-        pks = [pk for pk, (count, _) in later.items() if (count == 0) is first_attempt]
-        if pks:
-            Delivery.objects.filter(mine, pk__in=pks).update(
-                status=DeliveryStatus.PENDING if first_attempt else DeliveryStatus.RETRYING,
-                next_attempt_at=Case(*whens, output_field=DateTimeField()),
-                lease_token="",
-                claimed_until=None,
-                updated_at=now,
+        rows = {pk: until for pk, (count, until) in later.items() if (count == 0) is first_attempt}
+        held = [pk for pk, until in rows.items() if until is HELD]
+        deferred = {pk: until for pk, until in rows.items() if until is not HELD}
+        common = {
+            "status": DeliveryStatus.PENDING if first_attempt else DeliveryStatus.RETRYING,
+            "lease_token": "",
+            "claimed_until": None,
+            "updated_at": now,
+        }
+        if held:
+            Delivery.objects.filter(mine, pk__in=held).update(next_attempt_at=None, **common)
+        if deferred:
+            whens = [When(pk=pk, then=Value(until)) for pk, until in deferred.items()]
+            Delivery.objects.filter(mine, pk__in=list(deferred)).update(
+                next_attempt_at=Case(*whens, output_field=DateTimeField()), **common
             )
 
 

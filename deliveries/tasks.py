@@ -21,3 +21,15 @@ def ensure_dispatcher() -> None:
     """Scheduled every minute: restart the dispatcher chain if it is not running."""
     if not dispatch.dispatcher_running():
         dispatch._enqueue_loop()
+
+
+def housekeeping() -> dict:
+    """Hourly: mail the failing-endpoint digest, purge expired rotated secrets."""
+    from deliveries.endpoint_health import failure_digest
+    from endpoints.services import endpoints_purge_expired_secrets
+
+    close_old_connections()
+    return {
+        "endpoints_reported": failure_digest(),
+        "secrets_purged": endpoints_purge_expired_secrets(),
+    }

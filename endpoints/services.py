@@ -1,7 +1,7 @@
 """Writes to partners, endpoints, subscriptions and API tokens, for every surface."""
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -170,7 +170,7 @@ def endpoint_rotate_secret(
     keep = [
         old
         for old in (endpoint.previous_secrets or [])
-        if timezone.datetime.fromisoformat(old["expires_at"]) > now
+        if datetime.fromisoformat(old["expires_at"]) > now
     ]
     if grace > timedelta(0):
         keep.insert(0, {"secret": endpoint.signing_secret, "expires_at": (now + grace).isoformat()})
@@ -178,6 +178,26 @@ def endpoint_rotate_secret(
     endpoint.signing_secret = generate_secret()
     endpoint.save(update_fields=["signing_secret", "previous_secrets", "updated_at"])
     return endpoint.signing_secret
+
+
+def endpoints_purge_expired_secrets() -> int:
+    """Forget rotated-out secrets whose grace period is over; returns how many endpoints
+    changed."""
+    now = timezone.now()
+    changed = 0
+    for pk in Endpoint.objects.filter(previous_secrets__isnull=False).values_list("pk", flat=True):
+        with transaction.atomic():
+            endpoint = Endpoint.objects.select_for_update().get(pk=pk)
+            keep = [
+                old
+                for old in endpoint.previous_secrets or []
+                if datetime.fromisoformat(old["expires_at"]) > now
+            ]
+            if len(keep) != len(endpoint.previous_secrets or []):
+                endpoint.previous_secrets = keep or None
+                endpoint.save(update_fields=["previous_secrets", "updated_at"])
+                changed += 1
+    return changed
 
 
 def endpoint_regenerate_token(endpoint: Endpoint, *, by: str) -> str:

@@ -107,3 +107,20 @@ def test_encryption_key_rotation_reencrypts_with_the_new_key(event_types, settin
     reloaded = Endpoint.objects.get(pk=endpoint.pk)
     assert reloaded.signing_secret == endpoint.signing_secret
     assert reloaded.auth_token == "bearer-token-value-123456"
+
+
+def test_expired_rotated_secrets_are_purged(event_types):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from endpoints.services import endpoints_purge_expired_secrets
+
+    endpoint = make_endpoint()
+    endpoint_rotate_secret(endpoint, by="test", grace=timedelta(hours=1))
+    assert endpoints_purge_expired_secrets() == 0
+    with time_machine.travel(timezone.now() + timedelta(hours=2)):
+        assert endpoints_purge_expired_secrets() == 1
+    endpoint.refresh_from_db()
+    assert endpoint.previous_secrets is None and len(endpoint.active_secrets()) == 1
