@@ -13,6 +13,9 @@ id order) and each candidate is admitted, deferred or held:
   flight; the others are held until the head succeeds, dies or is cancelled;
 - concurrency cap (`max_in_flight`) and rate limit → the excess is deferred briefly.
 
+Test events (`webhookhub.test`, sent on demand) always go: they are how support checks
+a disabled endpoint or one whose circuit is open.
+
 Deferring never counts as an attempt.
 """
 
@@ -148,6 +151,13 @@ def _gate(endpoint, group, busy: int, later, *, now) -> list:
         for row in rows:
             later[row["pk"]] = (row["attempt_count"], until)
 
+    # A test event is someone checking the endpoint right now: it always goes.
+    tests = [r for r in group if r["next_trigger"] == Trigger.TEST]
+    group = [r for r in group if r["next_trigger"] != Trigger.TEST]
+    return tests + _gate_queue(endpoint, group, busy, postpone, now=now)
+
+
+def _gate_queue(endpoint, group, busy: int, postpone, *, now) -> list:
     if not endpoint.enabled:
         postpone(group, HELD)
         return []

@@ -258,3 +258,15 @@ def test_rotation_signs_with_both_secrets_during_grace_then_only_the_new(event_t
         Webhook(new).verify(later.body, dict(later.headers))
         with pytest.raises(WebhookVerificationError):
             Webhook(old).verify(later.body, dict(later.headers))
+
+
+def test_test_event_reaches_a_disabled_endpoint_or_open_circuit(event_types, receiver):
+    from deliveries.services import endpoint_send_test
+
+    endpoint = make_endpoint(url=receiver.url_for())
+    endpoint_disable(endpoint, by="admin:sam", reason="checking")
+    Endpoint.objects.filter(pk=endpoint.pk).update(
+        circuit_state=CircuitState.OPEN, circuit_retry_at=timezone.now() + timedelta(hours=1)
+    )
+    attempt = endpoint_send_test(endpoint, by="admin:sam")
+    assert attempt.succeeded and len(receiver.requests) == 1
