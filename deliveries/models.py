@@ -78,7 +78,10 @@ class Delivery(models.Model):
                 condition=Q(status="in_flight"),
             ),
             models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_recent"),
-            models.Index(fields=["endpoint", "status"], name="delivery_endpoint_status"),
+            # Per-endpoint counts by status over a time range (admin 24 h health).
+            models.Index(
+                fields=["endpoint", "status", "created_at"], name="delivery_endpoint_status"
+            ),
             models.Index(fields=["status", "-created_at"], name="delivery_status_recent"),
         ]
         permissions = [("replay_delivery", "Can replay, retry and recover deliveries")]

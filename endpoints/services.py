@@ -53,12 +53,17 @@ def endpoint_create(
     retry_policy, rate_limit_per_second, filter, ordered, auth_token). The secret is
     readable once on the returned object (`signing_secret`) — show it, then forget it.
     """
-    endpoint = Endpoint(
-        partner=partner, name=name, url=url, signing_secret=generate_secret(), **fields
-    )
+    endpoint = endpoint_save(Endpoint(partner=partner, name=name, url=url, **fields), by=by)
+    subscriptions_set(endpoint, event_types)
+    return endpoint
+
+
+def endpoint_save(endpoint: Endpoint, *, by: str) -> Endpoint:
+    """Validate and save an endpoint's own fields; a new one gets its signing secret."""
+    if not endpoint.signing_secret:
+        endpoint.signing_secret = generate_secret()
     endpoint.full_clean()
     endpoint.save()
-    subscriptions_set(endpoint, event_types)
     return endpoint
 
 

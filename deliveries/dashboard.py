@@ -1,0 +1,144 @@
+"""Read queries behind the admin dashboard: delivery health over a window.
+
+Every figure is an indexed range query (events by created_at, attempts by started_at,
+waiting deliveries through the `delivery_due` partial index). The whole dashboard is
+cached for `CACHE_SECONDS` per process so that a support team refreshing it does not
+re-count millions of rows each time; the page shows how old the figures are.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from deliveries.models import WAITING_STATUSES, Delivery, DeliveryAttempt, DeliveryStatus
+from endpoints.models import CircuitState, Endpoint
+from events.models import Event
+
+CACHE_SECONDS = 30
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+@dataclass
+class WindowStats:
+    label: str
+    since: datetime
+    events: int
+    attempts_ok: int
+    attempts_failed: int
+    dead: int
+    p50_ms: int | None
+    p95_ms: int | None
+
+    @property
+    def success_rate(self) -> float | None:
+        total = self.attempts_ok + self.attempts_failed
+        return None if total == 0 else 100.0 * self.attempts_ok / total
+
+
+@dataclass
+class Dashboard:
+    computed_at: datetime
+    windows: list[WindowStats]
+    backlog: int
+    backlog_oldest: datetime | None
+    in_flight: int
+    dead_total: int
+    open_circuits: int
+    disabled_endpoints: int
+    hourly: list[dict] = field(default_factory=list)
+    failing: list[Endpoint] = field(default_factory=list)
+
+    @property
+    def backlog_age(self) -> timedelta | None:
+        return None if self.backlog_oldest is None else self.computed_at - self.backlog_oldest
+
+
+def dashboard(*, refresh: bool = False) -> Dashboard:
+    """The dashboard figures, cached for a few seconds."""
+    if not refresh:
+        cached = cache.get("webhookhub:dashboard")
+        if cached is not None:
+            return cached
+    result = compute_dashboard(timezone.now())
+    cache.set("webhookhub:dashboard", result, CACHE_SECONDS)
+    return result
+
+
+def compute_dashboard(now: datetime) -> Dashboard:
+    due = Delivery.objects.filter(status__in=WAITING_STATUSES, next_attempt_at__lte=now)
+    backlog = due.aggregate(n=Count("pk"), oldest=Min("next_attempt_at"))
+    return Dashboard(
+        computed_at=now,
+        windows=[window_stats(label, now - span) for label, span in WINDOWS.items()],
+        backlog=backlog["n"],
+        backlog_oldest=backlog["oldest"],
+        in_flight=Delivery.objects.filter(status=DeliveryStatus.IN_FLIGHT).count(),
+        dead_total=Delivery.objects.filter(status=DeliveryStatus.DEAD).count(),
+        open_circuits=Endpoint.objects.exclude(circuit_state=CircuitState.CLOSED).count(),
+        disabled_endpoints=Endpoint.objects.filter(enabled=False).count(),
+        hourly=hourly_outcomes(now),
+        failing=failing_endpoints(),
+    )
+
+
+def window_stats(label: str, since: datetime) -> WindowStats:
+    attempts = DeliveryAttempt.objects.filter(started_at__gte=since)
+    counts = attempts.aggregate(
+        ok=Count("pk", filter=Q(succeeded=True)), failed=Count("pk", filter=Q(succeeded=False))
+    )
+    total = counts["ok"] + counts["failed"]
+    return WindowStats(
+        label=label,
+        since=since,
+        events=Event.objects.filter(created_at__gte=since).count(),
+        attempts_ok=counts["ok"],
+        attempts_failed=counts["failed"],
+        dead=Delivery.objects.filter(status=DeliveryStatus.DEAD, created_at__gte=since).count(),
+        p50_ms=_percentile(attempts, total, 0.50),
+        p95_ms=_percentile(attempts, total, 0.95),
+    )
+
+
+def _percentile(attempts, total: int, q: float) -> int | None:
+    if not total:
+        return None
+    index = min(total - 1, int(q * total))
+    return attempts.order_by("duration_ms").values_list("duration_ms", flat=True)[index]
+
+
+def hourly_outcomes(now: datetime) -> list[dict]:
+    """Attempts per hour over the last 24 h: [{"hour", "ok", "failed"}] oldest first."""
+    start = (now - timedelta(hours=23)).replace(minute=0, second=0, microsecond=0)
+    rows = (
+        DeliveryAttempt.objects.filter(started_at__gte=start)
+        .annotate(hour=TruncHour("started_at"))
+        .values("hour")
+        .annotate(ok=Count("pk", filter=Q(succeeded=True)), failed=Count("pk", filter=Q(succeeded=False)))
+    )
+    by_hour = {row["hour"]: row for row in rows}
+    hours = []
+    for i in range(24):
+        hour = start + timedelta(hours=i)
+        row = by_hour.get(hour, {})
+        hours.append({"hour": hour, "ok": row.get("ok", 0), "failed": row.get("failed", 0)})
+    return hours
+
+
+def failing_endpoints(limit: int = 10) -> list[Endpoint]:
+    """Endpoints failing right now, worst first, each with its latest error."""
+    # Newest delivery with an error: a walk down the (endpoint, -created_at) index.
+    latest_failure = (
+        Delivery.objects.filter(endpoint=OuterRef("pk"))
+        .exclude(last_error="")
+        .order_by("-created_at")
+    )
+    return list(
+        Endpoint.objects.filter(failing_since__isnull=False)
+        .select_related("partner")
+        .annotate(last_error=Subquery(latest_failure.values("last_error")[:1]))
+        .order_by("-consecutive_failures", "pk")[:limit]
+    )
