@@ -45,3 +45,17 @@ def endpoint_ids_for_event(event_type: str, partner: Partner | None, envelope: d
             continue
         chosen[endpoint_id] = None
     return list(chosen)
+
+
+def events_matching_pattern(pattern: str, *, limit: int = 100):
+    """The newest events a subscription value (`order.paid`, `order.*`, `*`) selects."""
+    from events.models import Event
+
+    events = Event.objects.select_related("event_type").order_by("-created_at", "-id")
+    if pattern == "*":
+        events = events.exclude(event_type__name__startswith="webhookhub.")
+    elif pattern.endswith(".*"):
+        events = events.filter(event_type__name__startswith=pattern[:-1])
+    else:
+        events = events.filter(event_type__name=pattern)
+    return list(events[:limit])

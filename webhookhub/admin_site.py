@@ -14,6 +14,14 @@ class WebhookhubAdminSite(admin.AdminSite):
     index_title = "Delivery health"
     index_template = "admin/dashboard.html"
 
+    def get_urls(self):
+        from django.urls import path
+
+        return [
+            path("shown-once/", self.admin_view(shown_once_view), name="shown_once"),
+            *super().get_urls(),
+        ]
+
     def index(self, request, extra_context=None):
         extra_context = extra_context or {}
         if request.user.has_perm("deliveries.view_delivery"):
@@ -38,7 +46,9 @@ def _dashboard_links(data) -> dict:
     now = timezone.localtime(data.computed_at)
     links = {
         "backlog": _changelist(
-            "deliveries_delivery", status__in="pending,retrying", next_attempt_at__lte=now.isoformat()
+            "deliveries_delivery",
+            status__in="pending,retrying",
+            next_attempt_at__lte=now.isoformat(),
         ),
         "in_flight": _changelist("deliveries_delivery", status__exact="in_flight"),
         "dead": _changelist("deliveries_delivery", status__exact="dead"),
@@ -50,10 +60,29 @@ def _dashboard_links(data) -> dict:
         since = timezone.localtime(window.since).isoformat()
         links["windows"][window.label] = {
             "events": _changelist("events_event", created_at__gte=since),
-            "ok": _changelist("deliveries_delivery", status__exact="succeeded", last_attempt_at__gte=since),
+            "ok": _changelist(
+                "deliveries_delivery", status__exact="succeeded", last_attempt_at__gte=since
+            ),
             "failed": _changelist(
                 "deliveries_delivery", status__in="retrying,dead", last_attempt_at__gte=since
             ),
             "dead": _changelist("deliveries_delivery", status__exact="dead", created_at__gte=since),
         }
     return links
+
+
+def shown_once_view(request):
+    """Shows a secret kept by `show_once` and forgets it: reloading shows nothing."""
+    from django.template.response import TemplateResponse
+
+    from webhookhub.admin_utils import SHOWN_ONCE_KEY
+
+    secret = request.session.pop(SHOWN_ONCE_KEY, None)
+    context = {
+        **admin.site.each_context(request),
+        "secret": secret,
+        "title": (secret["title"] if secret else "Nothing to show"),
+    }
+    response = TemplateResponse(request, "admin/shown_once.html", context)
+    response["Cache-Control"] = "no-store"
+    return response

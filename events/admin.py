@@ -1,0 +1,251 @@
+"""Events are history: read-only, searchable, replayable. Event types are a catalog."""
+
+import json
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, OuterRef, Subquery
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from deliveries.models import Delivery
+from deliveries.services import event_replay
+from endpoints.models import Endpoint
+from events.models import Event, EventType
+from events.selectors import endpoint_ids_for_event
+from webhookhub.admin_utils import CappedCountPaginator, actor
+
+PAYLOAD_SEARCH_WINDOW = timedelta(days=7)
+
+
+@admin.register(EventType)
+class EventTypeAdmin(admin.ModelAdmin):
+    list_display = ("name", "description", "archived")
+    list_filter = (("archived_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "description")
+    readonly_fields = ("created_at", "archived_at", "example_pretty")
+    fields = (
+        "name",
+        "description",
+        "example",
+        "schema",
+        "example_pretty",
+        "archived_at",
+        "created_at",
+    )
+    actions = ["archive", "unarchive"]
+
+    @admin.display(boolean=True, description="Archived", ordering="archived_at")
+    def archived(self, event_type):
+        return event_type.archived_at is not None
+
+    @admin.display(description="Example payload")
+    def example_pretty(self, event_type):
+        if event_type.example is None:
+            return "–"
+        return format_html("<pre>{}</pre>", json.dumps(event_type.example, indent=2))
+
+    def has_delete_permission(self, request, obj=None):
+        # History points at its type: a type with events is archived, never deleted.
+        if obj is not None and obj.events.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        unused = queryset.filter(events__isnull=True)
+        kept = queryset.count() - unused.count()
+        unused.delete()
+        if kept:
+            self.message_user(
+                request,
+                f"{kept} type(s) with events were kept: archive them instead.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Archive selected types (no new events)", permissions=["change"])
+    def archive(self, request, queryset):
+        n = queryset.filter(archived_at__isnull=True).update(archived_at=timezone.now())
+        self.message_user(request, f"Archived {n} event type(s).", messages.SUCCESS)
+
+    @admin.action(description="Restore selected types", permissions=["change"])
+    def unarchive(self, request, queryset):
+        n = queryset.filter(archived_at__isnull=False).update(archived_at=None)
+        self.message_user(request, f"Restored {n} event type(s).", messages.SUCCESS)
+
+
+class DeliveryInline(admin.TabularInline):
+    model = Delivery
+    fields = (
+        "link",
+        "endpoint",
+        "status",
+        "attempt_count",
+        "last_status_code",
+        "last_error",
+        "next_attempt_at",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("endpoint")
+
+    @admin.display(description="Delivery")
+    def link(self, delivery):
+        from django.urls import reverse
+
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:deliveries_delivery_change", args=[delivery.pk]),
+            delivery.public_id,
+        )
+
+
+class ReplayForm(forms.Form):
+    endpoints = forms.ModelMultipleChoiceField(
+        queryset=Endpoint.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Leave all unticked to replay to every subscribed endpoint.",
+    )
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = (
+        "public_id",
+        "event_type",
+        "partner",
+        "source",
+        "created_at",
+        "delivery_summary",
+    )
+    list_filter = ("event_type", "partner", "created_at")
+    list_select_related = ("event_type", "partner")
+    search_fields = ("=public_id", "=idempotency_key", "event_type__name", "partner__name")
+    search_help_text = (
+        "An evt_… id, an idempotency key, a type or a partner. "
+        "payload:TEXT searches the payloads of the last 7 days."
+    )
+    readonly_fields = (
+        "public_id",
+        "event_type",
+        "partner",
+        "source",
+        "idempotency_key",
+        "tags",
+        "occurred_at",
+        "created_at",
+        "envelope",
+    )
+    fields = readonly_fields
+    inlines = [DeliveryInline]
+    actions = ["replay"]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ("-created_at", "-id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_replay_permission(self, request):
+        return request.user.has_perm("deliveries.replay_delivery")
+
+    def get_queryset(self, request):
+        # Correlated subqueries: evaluated for the rows on the page only, not the table.
+        per_event = Delivery.objects.filter(event=OuterRef("pk")).order_by().values("event")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_deliveries=Subquery(per_event.annotate(n=Count("pk")).values("n")[:1]),
+                n_ok=Subquery(
+                    per_event.filter(status="succeeded").annotate(n=Count("pk")).values("n")[:1]
+                ),
+            )
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if term.startswith("payload:"):
+            text = term[len("payload:") :].strip()
+            since = timezone.now() - PAYLOAD_SEARCH_WINDOW
+            return queryset.filter(created_at__gte=since, body__icontains=text), False
+        return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="Deliveries")
+    def delivery_summary(self, event):
+        if not event.n_deliveries:
+            return "none"
+        return f"{event.n_ok or 0}/{event.n_deliveries} succeeded"
+
+    @admin.display(description="Envelope as sent")
+    def envelope(self, event):
+        pretty = json.dumps(json.loads(event.body), indent=2, ensure_ascii=False)
+        return format_html(
+            "<pre>{}</pre><details><summary>Exact bytes ({} bytes)</summary>"
+            "<pre>{}</pre></details>",
+            pretty,
+            len(event.body.encode()),
+            event.body,
+        )
+
+    @admin.action(description="Replay selected events…", permissions=["replay"])
+    def replay(self, request, queryset):
+        events = list(queryset.select_related("event_type", "partner")[:100])
+        candidates = set()
+        for event in events:
+            candidates |= set(event.deliveries.values_list("endpoint_id", flat=True))
+            candidates |= set(
+                endpoint_ids_for_event(event.event_type.name, event.partner, json.loads(event.body))
+            )
+        form = ReplayForm(request.POST if "confirm" in request.POST else None)
+        form.fields["endpoints"].queryset = Endpoint.objects.filter(
+            pk__in=candidates
+        ).select_related("partner")
+        if "confirm" in request.POST and form.is_valid():
+            chosen = list(form.cleaned_data["endpoints"])
+            queued, refused = 0, 0
+            for event in events:
+                targets = [e for e in chosen if e.pk in candidates] or [None]
+                for endpoint in targets:
+                    if (
+                        endpoint is not None
+                        and event.partner_id
+                        and endpoint.partner_id != event.partner_id
+                    ):
+                        refused += 1
+                        continue
+                    queued += event_replay(event, endpoint=endpoint, by=actor(request))
+            note = f" ({refused} skipped: endpoint of another partner)" if refused else ""
+            self.message_user(
+                request,
+                f"Replaying: {queued} deliveries queued for {len(events)} event(s){note}.",
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/events/event/replay.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Replay events",
+                "events": events,
+                "form": form,
+                "selected": [e.pk for e in events],
+            },
+        )
