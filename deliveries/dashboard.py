@@ -117,7 +117,9 @@ def hourly_outcomes(now: datetime) -> list[dict]:
         DeliveryAttempt.objects.filter(started_at__gte=start)
         .annotate(hour=TruncHour("started_at"))
         .values("hour")
-        .annotate(ok=Count("pk", filter=Q(succeeded=True)), failed=Count("pk", filter=Q(succeeded=False)))
+        .annotate(
+            ok=Count("pk", filter=Q(succeeded=True)), failed=Count("pk", filter=Q(succeeded=False))
+        )
     )
     by_hour = {row["hour"]: row for row in rows}
     hours = []
