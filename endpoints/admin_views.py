@@ -1,0 +1,274 @@
+"""The endpoint support views behind the admin's buttons: toggle, disable with a reason,
+rotate the secret, regenerate the token, send a test event, recover, filter preview.
+
+Each validates, checks its own permission, calls the service the API and commands use,
+and records who acted.
+"""
+
+import json
+from datetime import timedelta
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from deliveries.services import endpoint_failed_since, endpoint_recover, endpoint_send_test
+from endpoints.models import Endpoint
+from endpoints.services import (
+    endpoint_disable,
+    endpoint_enable,
+    endpoint_regenerate_token,
+    endpoint_rotate_secret,
+)
+from events.filters import FilterError, compile_filter
+from webhookhub.admin_utils import actor, show_once
+
+DAY = timedelta(hours=24)
+
+
+class EndpointSupportViews:
+    """Mixed into EndpointAdmin: the per-endpoint support pages and their URLs."""
+
+    # -- per-endpoint support views
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/toggle/", view(self.toggle_view), name="endpoints_endpoint_toggle"),
+            path("<int:pk>/disable/", view(self.disable_view), name="endpoints_endpoint_disable"),
+            path(
+                "<int:pk>/rotate-secret/", view(self.rotate_view), name="endpoints_endpoint_rotate"
+            ),
+            path(
+                "<int:pk>/regenerate-token/",
+                view(self.regenerate_view),
+                name="endpoints_endpoint_regenerate",
+            ),
+            path("<int:pk>/send-test/", view(self.test_view), name="endpoints_endpoint_test"),
+            path("<int:pk>/recover/", view(self.recover_view), name="endpoints_endpoint_recover"),
+            path(
+                "filter-preview/",
+                view(self.filter_preview_view),
+                name="endpoints_endpoint_filter_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _render(self, request, template, context):
+        return TemplateResponse(
+            request,
+            template,
+            {**self.admin_site.each_context(request), "opts": self.model._meta, **context},
+        )
+
+    def _endpoint(self, request, pk, permission):
+        endpoint = get_object_or_404(Endpoint.objects.select_related("partner"), pk=pk)
+        if not self.has_view_permission(request, endpoint) or not getattr(
+            self, f"has_{permission}_permission"
+        )(request):
+            raise PermissionDenied
+        return endpoint
+
+    def _back(self, endpoint):
+        return HttpResponseRedirect(reverse("admin:endpoints_endpoint_change", args=[endpoint.pk]))
+
+    def toggle_view(self, request, pk):
+        """One click from the list: on → off (reason: switched off from the list), off → on."""
+        endpoint = self._endpoint(request, pk, "toggle")
+        if request.method != "POST":
+            return self._back(endpoint)
+        if endpoint.enabled:
+            endpoint_disable(endpoint, by=actor(request), reason=f"switched off by {request.user}")
+            self.message_user(
+                request, f"{endpoint.name} is off; its deliveries wait.", messages.SUCCESS
+            )
+        else:
+            endpoint_enable(endpoint, by=actor(request))
+            self.message_user(request, f"{endpoint.name} is on.", messages.SUCCESS)
+        back = request.META.get("HTTP_REFERER", "")
+        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+            back = reverse("admin:endpoints_endpoint_changelist")
+        return HttpResponseRedirect(back)
+
+    def disable_view(self, request, pk):
+        endpoint = self._endpoint(request, pk, "toggle")
+        form = DisableForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            endpoint_disable(
+                endpoint,
+                by=actor(request),
+                reason=form.cleaned_data["reason"],
+                cancel_waiting=form.cleaned_data["cancel_waiting"],
+            )
+            self.message_user(request, f"{endpoint.name} is off.", messages.SUCCESS)
+            return self._back(endpoint)
+        return self._render(
+            request,
+            "admin/endpoints/endpoint/disable.html",
+            {
+                "title": f"Switch {endpoint.name} off",
+                "form": form,
+                "endpoints": [endpoint],
+                "original": endpoint,
+            },
+        )
+
+    def rotate_view(self, request, pk):
+        endpoint = self._endpoint(request, pk, "rotate")
+        form = RotateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            secret = endpoint_rotate_secret(
+                endpoint, by=actor(request), grace=timedelta(hours=form.cleaned_data["grace_hours"])
+            )
+            return show_once(
+                request,
+                title="Signing secret rotated",
+                label=f"New signing secret of {endpoint.name}",
+                value=secret,
+                back_url=reverse("admin:endpoints_endpoint_change", args=[endpoint.pk]),
+                note=f"The previous secret keeps signing for {form.cleaned_data['grace_hours']} h: "
+                "every webhook in that window carries both signatures.",
+            )
+        return self._render(
+            request,
+            "admin/endpoints/endpoint/confirm.html",
+            {
+                "title": f"Rotate the signing secret of {endpoint.name}",
+                "form": form,
+                "original": endpoint,
+                "button": "Rotate secret",
+                "explanation": "A new secret is created now and shown once. The old one keeps "
+                "signing alongside it during the grace period.",
+            },
+        )
+
+    def regenerate_view(self, request, pk):
+        endpoint = self._endpoint(request, pk, "rotate")
+        if request.method == "POST":
+            token = endpoint_regenerate_token(endpoint, by=actor(request))
+            return show_once(
+                request,
+                title="Bearer token regenerated",
+                label=f"New bearer token of {endpoint.name}",
+                value=token,
+                back_url=reverse("admin:endpoints_endpoint_change", args=[endpoint.pk]),
+                note="It replaces the old token at once: webhooks now carry "
+                "`Authorization: Bearer <this token>`.",
+            )
+        return self._render(
+            request,
+            "admin/endpoints/endpoint/confirm.html",
+            {
+                "title": f"Regenerate the bearer token of {endpoint.name}",
+                "original": endpoint,
+                "button": "Regenerate token",
+                "explanation": "The old token stops being sent immediately.",
+            },
+        )
+
+    def test_view(self, request, pk):
+        endpoint = self._endpoint(request, pk, "test")
+        attempt = None
+        if request.method == "POST":
+            attempt = endpoint_send_test(endpoint, by=actor(request))
+        return self._render(
+            request,
+            "admin/endpoints/endpoint/test_result.html",
+            {
+                "title": f"Send a test event to {endpoint.name}",
+                "original": endpoint,
+                "attempt": attempt,
+            },
+        )
+
+    def recover_view(self, request, pk):
+        endpoint = self._endpoint(request, pk, "replay")
+        form = RecoverForm(request.POST or None)
+        count = None
+        if request.method == "POST" and form.is_valid():
+            since = form.cleaned_data["since"]
+            if "confirm" in request.POST:
+                try:
+                    n = endpoint_recover(endpoint, since=since, by=actor(request))
+                except ValidationError as exc:
+                    form.add_error("since", exc.messages)
+                else:
+                    self.message_user(
+                        request,
+                        f"Re-sending {n} failed deliveries to {endpoint.name}.",
+                        messages.SUCCESS,
+                    )
+                    return self._back(endpoint)
+            else:
+                count = endpoint_failed_since(endpoint, since).count()
+        return self._render(
+            request,
+            "admin/endpoints/endpoint/recover.html",
+            {
+                "title": f"Recover failed deliveries of {endpoint.name}",
+                "form": form,
+                "original": endpoint,
+                "count": count,
+            },
+        )
+
+    def filter_preview_view(self, request):
+        """Which of the last 100 events of a subscription's types its filter lets through."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        from events.selectors import events_matching_pattern
+
+        pattern = request.GET.get("event_type", "").strip() or "*"
+        raw = request.GET.get("filter", "").strip()
+        error, rows = None, []
+        try:
+            spec = json.loads(raw) if raw else None
+            predicate = compile_filter(spec)
+        except (ValueError, FilterError) as exc:
+            error = str(exc)
+        else:
+            for event in events_matching_pattern(pattern, limit=100):
+                rows.append((event, predicate(json.loads(event.body))))
+        return self._render(
+            request,
+            "admin/endpoints/endpoint/filter_preview.html",
+            {
+                "title": "Filter preview",
+                "pattern": pattern,
+                "filter": raw,
+                "error": error,
+                "rows": rows,
+                "passed": sum(1 for _, ok in rows if ok),
+            },
+        )
+
+
+class DisableForm(forms.Form):
+    reason = forms.CharField(max_length=500, help_text="Shown to support and in the notice.")
+    cancel_waiting = forms.BooleanField(
+        required=False,
+        label="Cancel its waiting deliveries",
+        help_text="Otherwise they are kept and go out when the endpoint is switched on again.",
+    )
+
+
+class RotateForm(forms.Form):
+    grace_hours = forms.IntegerField(
+        min_value=0,
+        max_value=168,
+        initial=24,
+        help_text="How long the old secret keeps signing (0–168 h).",
+    )
+
+
+class RecoverForm(forms.Form):
+    since = forms.DateTimeField(
+        help_text="Re-send every delivery to this endpoint that failed since this time "
+        "(YYYY-MM-DD HH:MM).",
+        initial=lambda: timezone.localtime(timezone.now() - DAY).strftime("%Y-%m-%d %H:%M"),
+    )

@@ -1,0 +1,50 @@
+import pytest
+from django.apps import apps
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission, User
+from django.contrib.contenttypes.management import create_contenttypes
+from django.contrib.contenttypes.models import ContentType
+
+
+def ensure_permissions():
+    """Transactional tests flush every table and rebuild content types and permissions
+    with a stale ContentType cache; rebuild them properly, as `migrate` would."""
+    ContentType.objects.clear_cache()
+    for config in apps.get_app_configs():
+        create_contenttypes(config, verbosity=0)
+        create_permissions(config, verbosity=0)
+
+
+@pytest.fixture
+def support_user(transactional_db):
+    """A staff member in the "Support" group, as the migration defines it."""
+    from importlib import import_module
+
+    migration = import_module("deliveries.migrations.0002_support_group_and_system_event_types")
+    ensure_permissions()
+    group, _ = Group.objects.get_or_create(name="Support")
+    group.permissions.set(
+        Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        for app_label, codename in migration.SUPPORT_PERMISSIONS
+    )
+    user = User.objects.create_user("sam", password="pw-for-tests", is_staff=True)
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def viewer_user(transactional_db):
+    """Staff who may look at everything but run no support action."""
+    ensure_permissions()
+    user = User.objects.create_user("vic", password="pw-for-tests", is_staff=True)
+    for codename in (
+        "view_endpoint",
+        "view_partner",
+        "view_delivery",
+        "view_deliveryattempt",
+        "view_event",
+        "view_eventtype",
+        "view_subscription",
+    ):
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    return user
