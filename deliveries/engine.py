@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from deliveries import endpoint_health, signing, transport
+from deliveries import endpoint_health, metrics, signing, transport
 from deliveries.claims import connect_timeout_for, deliveries_claim, ordered_release_next
 from deliveries.dispatch import enqueue_on_commit
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
@@ -126,12 +126,14 @@ def attempts_record(outcomes: Sequence[Outcome], *, token: str) -> None:
         )
         successes: dict[int, list[int]] = {}
         finished_endpoints = set()
+        dead = 0  # [metrics] deliveries this batch finished as dead
         for outcome in outcomes:
             if outcome.result.succeeded:
                 successes.setdefault(outcome.result.status_code, []).append(outcome.delivery.pk)
                 finished_endpoints.add(outcome.delivery.endpoint_id)
             elif _record_failure(outcome, token=token, now=now):
                 finished_endpoints.add(outcome.delivery.endpoint_id)
+                dead += 1  # [metrics]
         for status_code, pks in successes.items():
             Delivery.objects.filter(pk__in=pks, lease_token=token).update(
                 status=DeliveryStatus.SUCCEEDED,
@@ -148,6 +150,7 @@ def attempts_record(outcomes: Sequence[Outcome], *, token: str) -> None:
         due_now = endpoint_health.endpoints_after_attempts(outcomes, now=now)
         due_now += ordered_release_next(finished_endpoints, now=now)
         enqueue_on_commit(due_now)
+    metrics.attempts_recorded(outcomes, dead=dead)  # [metrics] counters for /metrics
     for outcome in outcomes:
         _log(outcome)
 
@@ -156,7 +159,11 @@ def _record_failure(outcome: Outcome, *, token: str, now: datetime) -> bool:
     """Schedule the next try, or make the delivery dead. True if it is dead."""
     delivery, result = outcome.delivery, outcome.result
     attempt_no = delivery.attempt_count + 1
-    error = (result.error_message or result.error_kind or "")[:500]
+    error = result.error_message or result.error_kind or ""
+    if result.error_kind == "http_status" and result.body.strip():
+        # What the receiver said is what support needs first: "HTTP 503: {"error": …}".
+        error = f"{error}: {' '.join(result.body.split())[:300]}"
+    error = error[:500]
     if delivery.next_trigger == Trigger.TEST:
         delay = None  # a test event shows its result at once; it is not retried
     else:

@@ -121,7 +121,7 @@ class DeliveryAttempt(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.delivery_id} #{self.number}"
+        return f"Attempt {self.number}"
 
     @property
     def request_body(self) -> str:
