@@ -51,8 +51,9 @@ def test_support_user_does_the_support_job_in_a_browser(
     from tests.admin.conftest import ensure_permissions
 
     ensure_permissions()
-    from django.contrib.auth.models import Group, Permission, User
     from importlib import import_module
+
+    from django.contrib.auth.models import Group, Permission, User
 
     migration = import_module("deliveries.migrations.0002_support_group_and_system_event_types")
     group, _ = Group.objects.get_or_create(name="Support")
@@ -66,19 +67,25 @@ def test_support_user_does_the_support_job_in_a_browser(
     partner = PartnerFactory(name="Acme Shop", contact_email="ops@acme.example")
     healthy = make_endpoint(partner, name="Acme orders", url=receiver.url_for("/orders"))
     broken = make_endpoint(
-        partner, name="Acme warehouse", url=receiver.url_for("/warehouse"),
+        partner,
+        name="Acme warehouse",
+        url=receiver.url_for("/warehouse"),
         retry_policy={"max_attempts": 1},
     )
     state = {"warehouse_down": True}
     receiver.respond_with(
-        lambda r: Response(503, b'{"error": "warehouse database unavailable"}')
-        if r.path == "/warehouse" and state["warehouse_down"]
-        else Response(200, b"ok")
+        lambda r: (
+            Response(503, b'{"error": "warehouse database unavailable"}')
+            if r.path == "/warehouse" and state["warehouse_down"]
+            else Response(200, b"ok")
+        )
     )
     for n in range(6):  # 6 dead deliveries open the warehouse circuit
         event = publish("order.paid", {"order": {"id": 1000 + n, "amount": 4999}}, partner=partner)
         engine.deliver(list(event.deliveries.values_list("pk", flat=True)))
-    dead = Delivery.objects.filter(endpoint=broken, status=DeliveryStatus.DEAD).order_by("pk").first()
+    dead = (
+        Delivery.objects.filter(endpoint=broken, status=DeliveryStatus.DEAD).order_by("pk").first()
+    )
     assert dead is not None
     start_cluster()
 
