@@ -54,9 +54,10 @@ def lease_for(timeout_seconds: int) -> timedelta:
 
 
 def due_q(now: datetime) -> Q:
-    """Deliveries anyone may take now: waiting, due and not reserved, or held by an
-    expired lease."""
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    """Deliveries anyone may take now: waiting, due and not reserved by the dispatcher
+    (fast-path rows carry a reservation without a token: their task may take them), or
+    held by an expired lease."""
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now) | Q(lease_token="")
     return (Q(status__in=WAITING, next_attempt_at__lte=now) & free) | Q(
         status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now
     )
@@ -107,9 +108,13 @@ def deliveries_claim(
         _postpone(later, mine, now=now)
     claimed = list(
         Delivery.objects.filter(lease_token=new_token, status=DeliveryStatus.IN_FLIGHT)
-        .select_related("event", "endpoint")
+        .select_related("event")
         .order_by("pk")
     )
+    # One Endpoint object (one decryption of its secrets) per endpoint, not per row.
+    full = Endpoint.objects.in_bulk({d.endpoint_id for d in claimed})
+    for delivery in claimed:
+        delivery.endpoint = full[delivery.endpoint_id]
     return new_token, claimed
 
 

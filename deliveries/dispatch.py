@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from deliveries.models import Delivery, DeliveryStatus, WorkerLease
@@ -33,9 +33,6 @@ DELIVER_TASK = "deliveries.tasks.deliver"
 DISPATCH_TASK = "deliveries.tasks.dispatch_loop"
 LOOP_SECONDS = 55.0
 TICK_SECONDS = 0.5
-# A first attempt is the fast path's job; the dispatcher takes it only if still due
-# after this grace (its task was lost). Retries have no grace.
-FAST_PATH_GRACE = timedelta(seconds=3)
 DISPATCH_LIMIT = 2000
 # Renewed every tick: a loop that stops ticking (killed, stalled) loses it in seconds.
 LEADER_LEASE = timedelta(seconds=3)
@@ -52,12 +49,17 @@ def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
     A failure to reach the broker is logged, not raised: the rows are in the database
     and the dispatcher will find them.
     """
+    from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
     tasks = 0
+    broker = None
     for chunk in _chunks(list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE):
         try:
-            async_task(DELIVER_TASK, chunk, token=token, save=False, task_name="deliver")
+            broker = broker or get_broker()  # one connection for all the chunks
+            async_task(
+                DELIVER_TASK, chunk, token=token, save=False, task_name="deliver", broker=broker
+            )
             tasks += 1
         except Exception:
             logger.exception(
@@ -98,44 +100,41 @@ def enqueue_on_commit(ids: Sequence[int]) -> None:
     transaction.on_commit(batch, robust=True)
 
 
+def dispatchable(now: datetime) -> dict[str, QuerySet]:
+    """What the dispatcher hands to the workers now, by reason, each ordered for a range
+    scan over a partial index (`delivery_due`, `delivery_lease`).
+
+    Rows the fast path handed over (or a previous tick reserved) carry `claimed_until`
+    in the future and are left alone until it passes: a first attempt whose task was
+    lost with the broker is picked up then.
+    """
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    waiting = Delivery.objects.filter(free, next_attempt_at__lte=now).order_by("next_attempt_at")
+    return {
+        "due_retries": waiting.filter(status=DeliveryStatus.RETRYING),
+        "lost_first_attempts": waiting.filter(status=DeliveryStatus.PENDING),
+        "expired_leases": Delivery.objects.filter(
+            status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now
+        ).order_by("claimed_until"),
+    }
+
+
 def dispatch_due(*, now: datetime | None = None, limit: int = DISPATCH_LIMIT) -> int:
     """Reserve and enqueue due deliveries and expired leases; return how many.
 
-    Each query is a range scan over a partial index (`delivery_due`, `delivery_lease`).
     A reservation keeps the row waiting but marks it taken (`claimed_until`, our token)
     so the next tick does not hand it out again; the task claims it with that token.
     """
     now = now or timezone.now()
     token = uuid.uuid4().hex
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    queries = dispatchable(now)
     with transaction.atomic():
-        ids = _lock_ids(
-            Delivery.objects.filter(
-                free, status=DeliveryStatus.RETRYING, next_attempt_at__lte=now
-            ).order_by("next_attempt_at"),
-            limit,
-        )
-        ids += _lock_ids(
-            # First attempts are the fast path's job; take them only if it has not
-            # happened within the grace (its task was lost), or if they were postponed.
-            Delivery.objects.filter(free, status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
-            .filter(
-                Q(created_at__lte=now - FAST_PATH_GRACE)
-                | Q(next_attempt_at__gt=F("created_at") + FAST_PATH_GRACE)
-            )
-            .order_by("next_attempt_at"),
-            limit - len(ids),
-        )
-        expired = _lock_ids(
-            Delivery.objects.filter(
-                status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now
-            ).order_by("claimed_until"),
-            limit - len(ids),
-        )
+        ids = _lock_ids(queries["due_retries"], limit)
+        ids += _lock_ids(queries["lost_first_attempts"], limit - len(ids))
+        expired = _lock_ids(queries["expired_leases"], limit - len(ids))
         ids += expired
         if not ids:
             return 0
-        reserve_until = now + timedelta(seconds=settings.WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS)
         # A worker died holding these: back to waiting (the attempt count is untouched,
         # the receiver may have got it: at-least-once).
         Delivery.objects.filter(pk__in=expired).update(
@@ -145,9 +144,17 @@ def dispatch_due(*, now: datetime | None = None, limit: int = DISPATCH_LIMIT) ->
             ),
             next_attempt_at=now,
         )
-        Delivery.objects.filter(pk__in=ids).update(lease_token=token, claimed_until=reserve_until)
+        Delivery.objects.filter(pk__in=ids).update(
+            lease_token=token, claimed_until=now + reservation()
+        )
     enqueue(ids, token=token)
     return len(ids)
+
+
+def reservation() -> timedelta:
+    """How long a handed-over delivery is left to its task before the dispatcher takes
+    it back (the task was lost: broker flushed, enqueue failed, worker killed)."""
+    return timedelta(seconds=settings.WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS)
 
 
 def _lock_ids(queryset, limit: int) -> list[int]:

@@ -44,27 +44,47 @@ def endpoints_after_attempts(outcomes: Sequence, *, now: datetime) -> list[int]:
     """Update each endpoint's health from these outcomes (in completion order).
 
     Returns delivery ids that became due (a released backlog) for the caller to enqueue.
+    Healthy endpoints cost two queries per batch, whatever the number of endpoints.
     """
     by_endpoint = defaultdict(list)
     for outcome in outcomes:
         by_endpoint[outcome.delivery.endpoint_id].append(outcome)
-    released: list[int] = []
+    succeeded, failed = [], {}
     for endpoint_id, group in by_endpoint.items():
         if any(o.result.status_code == 410 for o in group):
             endpoint_gone(endpoint_id, now=now)
             continue
-        trailing = []
+        trailing = 0
         for outcome in group:
-            trailing = [] if outcome.result.succeeded else [*trailing, outcome]
-        if len(trailing) < len(group):
-            released += endpoint_succeeded(endpoint_id, now=now)
+            trailing = 0 if outcome.result.succeeded else trailing + 1
+        if trailing < len(group):
+            succeeded.append(endpoint_id)
         if trailing:
-            endpoint_failed(endpoint_id, len(trailing), now=now)
+            failed[endpoint_id] = trailing
+    released = endpoints_succeeded(succeeded, now=now) if succeeded else []
+    for endpoint_id, failures in failed.items():
+        endpoint_failed(endpoint_id, failures, now=now)
     return released
 
 
-def endpoint_succeeded(endpoint_id: int, *, now: datetime) -> list[int]:
-    """Close an open circuit (recovered: release its backlog) and reset the failure streak."""
+def endpoints_succeeded(endpoint_ids: list[int], *, now: datetime) -> list[int]:
+    """Reset the failure streak of these endpoints; close open circuits (recovered:
+    release the backlog, publish the notice)."""
+    Endpoint.objects.filter(
+        pk__in=endpoint_ids, circuit_state=CircuitState.CLOSED, consecutive_failures__gt=0
+    ).update(consecutive_failures=0, failing_since=None)
+    opened = list(
+        Endpoint.objects.filter(pk__in=endpoint_ids)
+        .exclude(circuit_state=CircuitState.CLOSED)
+        .values_list("pk", flat=True)
+    )
+    released = []
+    for endpoint_id in opened:
+        released += endpoint_recovered(endpoint_id, now=now)
+    return released
+
+
+def endpoint_recovered(endpoint_id: int, *, now: datetime) -> list[int]:
     closed = Endpoint.objects.filter(
         pk=endpoint_id, circuit_state__in=(CircuitState.OPEN, CircuitState.HALF_OPEN)
     ).update(
@@ -73,9 +93,6 @@ def endpoint_succeeded(endpoint_id: int, *, now: datetime) -> list[int]:
         circuit_open_count=0,
         consecutive_failures=0,
         failing_since=None,
-    )
-    Endpoint.objects.filter(pk=endpoint_id, consecutive_failures__gt=0).update(
-        consecutive_failures=0, failing_since=None
     )
     if not closed:
         return []

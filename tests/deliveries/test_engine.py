@@ -164,14 +164,18 @@ def test_dispatcher_hands_over_due_retries_lost_first_attempts_and_expired_lease
         publish("order.paid", {"n": n}).deliveries.get() for n in range(6)
     )
     OrmQ.objects.all().delete()
+    # Its fast-path task was lost: the reservation publish() made has run out.
     Delivery.objects.filter(pk=lost.pk).update(
-        created_at=now - timedelta(seconds=10), next_attempt_at=now - timedelta(seconds=10)
+        next_attempt_at=now - timedelta(seconds=40), claimed_until=now - timedelta(seconds=10)
     )
     Delivery.objects.filter(pk=retry_due.pk).update(
-        status="retrying", next_attempt_at=now - timedelta(seconds=1), attempt_count=1
+        status="retrying",
+        next_attempt_at=now - timedelta(seconds=1),
+        attempt_count=1,
+        claimed_until=None,
     )
     Delivery.objects.filter(pk=retry_later.pk).update(
-        status="retrying", next_attempt_at=now + timedelta(minutes=5)
+        status="retrying", next_attempt_at=now + timedelta(minutes=5), claimed_until=None
     )
     Delivery.objects.filter(pk=expired.pk).update(
         status="in_flight", claimed_until=now - timedelta(seconds=1)
