@@ -147,6 +147,19 @@ class DeliveryAdmin(admin.ModelAdmin):
     def has_replay_permission(self, request):
         return request.user.has_perm("deliveries.replay_delivery")
 
+    def get_search_results(self, request, queryset, search_term):
+        """A dlv_ id, or an evt_ id resolved to its event first: index lookups only."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.startswith("evt_"):
+            from events.models import Event
+
+            return queryset.filter(
+                event_id__in=Event.objects.filter(public_id=term).values("pk")
+            ), False
+        return queryset.filter(public_id=term), False
+
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         statuses = request.GET.get("status__in")

@@ -5,14 +5,14 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from deliveries.models import Delivery
 from deliveries.services import event_replay
-from endpoints.models import Endpoint
+from endpoints.models import Endpoint, Partner
 from events.models import Event, EventType
 from events.selectors import endpoint_ids_for_event
 from webhookhub.admin_utils import CappedCountPaginator, actor
@@ -179,12 +179,22 @@ class EventAdmin(admin.ModelAdmin):
         )
 
     def get_search_results(self, request, queryset, search_term):
+        """Each kind of term becomes an indexed lookup: ids and keys exactly, type and
+        partner names through the small catalog tables, payload text within 7 days."""
         term = search_term.strip()
+        if not term:
+            return queryset, False
         if term.startswith("payload:"):
             text = term[len("payload:") :].strip()
             since = timezone.now() - PAYLOAD_SEARCH_WINDOW
             return queryset.filter(created_at__gte=since, body__icontains=text), False
-        return super().get_search_results(request, queryset, search_term)
+        if term.startswith("evt_"):
+            return queryset.filter(public_id=term), False
+        types = list(EventType.objects.filter(name__icontains=term).values_list("pk", flat=True))
+        partners = list(Partner.objects.filter(name__icontains=term).values_list("pk", flat=True))
+        return queryset.filter(
+            Q(idempotency_key=term) | Q(event_type_id__in=types) | Q(partner_id__in=partners)
+        ), False
 
     @admin.display(description="Deliveries")
     def delivery_summary(self, event):

@@ -342,3 +342,28 @@ def test_raw_secrets_never_appear_on_admin_pages(admin_client, failing, receiver
         for secret in secrets:
             assert secret not in html, url
             assert secret[6:] not in html, url
+
+
+def test_search_finds_events_and_deliveries_by_id_key_type_partner_and_payload(admin_client, event_types):
+    from tests.factories import PartnerFactory
+
+    acme = PartnerFactory(name="Acme Shop")
+    make_endpoint(acme)
+    paid = publish("order.paid", {"sku": "blue-widget"}, partner=acme, idempotency_key="order-77")
+    moved = publish("shipment.moved", {"sku": "red-gadget"})
+    events_url = reverse("admin:events_event_changelist")
+
+    def found(url, term):
+        return admin_client.get(url, {"q": term}).content.decode()
+
+    assert paid.public_id in found(events_url, paid.public_id)
+    assert moved.public_id not in found(events_url, paid.public_id)
+    assert paid.public_id in found(events_url, "order-77")
+    assert moved.public_id in found(events_url, "shipment")
+    assert paid.public_id in found(events_url, "acme")
+    page = found(events_url, "payload:red-gadget")
+    assert moved.public_id in page and paid.public_id not in page
+    delivery = paid.deliveries.get()
+    deliveries_url = reverse("admin:deliveries_delivery_changelist")
+    assert delivery.public_id in found(deliveries_url, delivery.public_id)
+    assert delivery.public_id in found(deliveries_url, paid.public_id)
