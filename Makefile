@@ -20,6 +20,8 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 
 ## Set everything up on first use (venv, .env with fresh keys, database, demo data,
 ## admin login), then serve the admin and API on http://127.0.0.1:8000 with a worker.
+## Web, worker and these commands share one metrics directory: /metrics adds them up.
+run: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/var/prometheus
 run: $(VENV)/.runtime
 	$(BIN)/python -m webhookhub.bootstrap
 	$(MANAGE) migrate --noinput -v0
@@ -42,4 +44,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) db.sqlite3 var/test*.sqlite3
+	rm -rf $(VENV) db.sqlite3 var/test*.sqlite3 var/prometheus

@@ -3,6 +3,7 @@ from django.db.models.signals import post_migrate
 
 DISPATCHER_SCHEDULE = "webhookhub: keep the dispatcher running"
 HOUSEKEEPING_SCHEDULE = "webhookhub: failing-endpoint digest and expired secrets"
+DASHBOARD_SCHEDULE = "webhookhub: refresh the admin dashboard figures"
 
 
 def ensure_schedules(sender, **kwargs):
@@ -13,6 +14,7 @@ def ensure_schedules(sender, **kwargs):
     for name, func, minutes in (
         (DISPATCHER_SCHEDULE, "deliveries.tasks.ensure_dispatcher", 1),
         (HOUSEKEEPING_SCHEDULE, "deliveries.tasks.housekeeping", 60),
+        (DASHBOARD_SCHEDULE, "deliveries.tasks.refresh_dashboard", 1),
     ):
         Schedule.objects.update_or_create(
             name=name,

@@ -25,6 +25,17 @@ from prometheus_client.core import GaugeMetricFamily
 
 logger = logging.getLogger(__name__)
 
+
+def _warn_if_misconfigured() -> None:
+    from webhookhub.metrics import check_multiprocess_setup
+
+    problem = check_multiprocess_setup()
+    if problem:
+        logger.warning(problem)
+
+
+_warn_if_misconfigured()
+
 EVENTS_PUBLISHED = Counter(
     "webhookhub_events_published",
     "Events published (committed), by event type.",

@@ -1,6 +1,7 @@
 """Per-endpoint token buckets shared by every worker on every machine.
 
-`rate_limit_per_second = r` lets a burst of `r` requests through, then `r` per second.
+`rate_limit_per_second = r` lets a burst of half a second's worth (`r / 2`, at least 1)
+through, then `r` per second: no one-second window ever sees more than `1.5 r`.
 With `REDIS_URL` the bucket lives in Redis (one atomic Lua script per claim); otherwise
 in the endpoint row, which the caller holds locked (SELECT … FOR UPDATE) while it claims.
 Deliveries over the limit are not attempted: they wait, without burning an attempt.
@@ -11,15 +12,17 @@ from functools import lru_cache
 
 from django.conf import settings
 
-# KEYS[1] bucket key; ARGV: rate, now (s), wanted. Returns {granted, tokens_left*1000}.
+# KEYS[1] bucket key; ARGV: rate, now (s), wanted, capacity. Returns
+# {granted, tokens_left*1000}.
 _TAKE_LUA = """
 local rate = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local wanted = tonumber(ARGV[3])
+local capacity = tonumber(ARGV[4])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or rate
+local tokens = tonumber(state[1]) or capacity
 local ts = tonumber(state[2]) or now
-tokens = math.min(rate, tokens + math.max(0, now - ts) * rate)
+tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
 local granted = math.min(wanted, math.floor(tokens))
 tokens = tokens - granted
 redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now)
@@ -36,6 +39,11 @@ def _redis_script():
     return client.register_script(_TAKE_LUA)
 
 
+def burst(rate: float) -> float:
+    """The bucket's capacity: half a second's worth of requests, at least one."""
+    return max(1.0, rate / 2)
+
+
 def take(endpoint, wanted: int, *, now: datetime) -> list[float]:
     """Take up to `wanted` tokens; return, per wanted request, seconds to wait (0 = go).
 
@@ -45,16 +53,18 @@ def take(endpoint, wanted: int, *, now: datetime) -> list[float]:
     rate = float(endpoint.rate_limit_per_second or 0)
     if rate <= 0 or wanted <= 0:
         return [0.0] * wanted
+    capacity = burst(rate)
     if settings.REDIS_URL:
         granted, left_milli = _redis_script()(
-            keys=[f"webhookhub:rate:{endpoint.pk}"], args=[rate, now.timestamp(), wanted]
+            keys=[f"webhookhub:rate:{endpoint.pk}"],
+            args=[rate, now.timestamp(), wanted, capacity],
         )
         left = left_milli / 1000
     else:
-        tokens = rate if endpoint.rate_tokens is None else endpoint.rate_tokens
+        tokens = capacity if endpoint.rate_tokens is None else endpoint.rate_tokens
         if endpoint.rate_checked_at is not None:
             elapsed = max(0.0, (now - endpoint.rate_checked_at).total_seconds())
-            tokens = min(rate, tokens + elapsed * rate)
+            tokens = min(capacity, tokens + elapsed * rate)
         granted = min(wanted, int(tokens))
         left = tokens - granted
         endpoint.rate_tokens, endpoint.rate_checked_at = left, now

@@ -17,7 +17,7 @@ from deliveries import engine
 from deliveries.claims import ordered_release_next
 from deliveries.dispatch import enqueue_on_commit
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
-from endpoints.models import Endpoint
+from endpoints.models import Endpoint, Partner
 from events.models import Event
 
 TEST_EVENT_TYPE = "webhookhub.test"
@@ -102,12 +102,16 @@ def deliveries_cancel(queryset: QuerySet, *, by: str) -> int:
     return cancelled
 
 
-def event_replay(event: Event, *, endpoint: Endpoint | None = None, by: str) -> int:
+def event_replay(
+    event: Event, *, endpoint: Endpoint | None = None, partner: Partner | None = None, by: str
+) -> int:
     """Send an event again to one endpoint or to all its subscribed endpoints.
 
     Existing deliveries get a new attempt (same webhook-id); an endpoint that is
     subscribed now but had no delivery gets one. An endpoint of another partner is
-    refused. Returns the number of deliveries queued.
+    refused. With `partner`, only that partner's endpoints are candidates (a partner
+    replaying a broadcast must not re-send it to everyone). Returns the number of
+    deliveries queued.
     """
     from events.selectors import endpoint_ids_for_event
     from events.services import deliveries_create
@@ -123,6 +127,12 @@ def event_replay(event: Event, *, endpoint: Endpoint | None = None, by: str) -> 
             endpoint_ids_for_event(event.event_type.name, event.partner, json.loads(event.body))
         )
         target_ids |= set(event.deliveries.values_list("endpoint_id", flat=True))
+    if partner is not None:
+        if endpoint is not None and endpoint.partner_id != partner.pk:
+            raise ValidationError({"endpoint": "That endpoint does not belong to this partner."})
+        target_ids = set(
+            Endpoint.objects.filter(pk__in=target_ids, partner=partner).values_list("pk", flat=True)
+        )
     with transaction.atomic():
         existing = dict(
             event.deliveries.filter(endpoint_id__in=target_ids).values_list("endpoint_id", "pk")

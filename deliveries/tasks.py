@@ -33,3 +33,11 @@ def housekeeping() -> dict:
         "endpoints_reported": failure_digest(),
         "secrets_purged": endpoints_purge_expired_secrets(),
     }
+
+
+def refresh_dashboard() -> None:
+    """Every minute: recompute the admin dashboard figures into the shared cache."""
+    from deliveries.dashboard import dashboard
+
+    close_old_connections()
+    dashboard(refresh=True)

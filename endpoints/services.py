@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from deliveries.signing import generate_secret
@@ -212,3 +213,87 @@ def endpoint_regenerate_token(endpoint: Endpoint, *, by: str) -> str:
     endpoint.auth_token = secrets.token_urlsafe(32)
     endpoint.save(update_fields=["auth_token", "updated_at"])
     return endpoint.auth_token
+
+
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def api_token_touch(token: ApiToken, *, now: datetime | None = None) -> bool:
+    """Record that `token` was used, at most once a minute whatever the request rate.
+
+    The UPDATE is conditional, so concurrent requests from many processes write the
+    row once per interval; a token used within the last minute costs no write at all.
+    Returns True if this call wrote.
+    """
+    now = now or timezone.now()
+    stale_before = now - TOKEN_TOUCH_INTERVAL
+    if token.last_used_at is not None and token.last_used_at > stale_before:
+        return False
+    written = (
+        ApiToken.objects.filter(pk=token.pk)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale_before))
+        .update(last_used_at=now)
+    )
+    token.last_used_at = now
+    return bool(written)
+
+
+ENDPOINT_UPDATABLE = frozenset(
+    {
+        "name",
+        "url",
+        "description",
+        "headers",
+        "timeout_seconds",
+        "retry_policy",
+        "rate_limit_per_second",
+        "filter",
+        "ordered",
+        "max_in_flight",
+        "auth_token",
+    }
+)
+
+
+@transaction.atomic
+def endpoint_update(
+    endpoint: Endpoint,
+    *,
+    by: str,
+    event_types: Iterable | None = None,
+    enabled: bool | None = None,
+    **fields,
+) -> Endpoint:
+    """Change an endpoint's settings, its subscriptions and/or its On/Off switch at once.
+
+    `fields` are among `ENDPOINT_UPDATABLE`; `event_types` (if given) replaces the
+    subscriptions like `subscriptions_set`; `enabled` goes through `endpoint_enable` /
+    `endpoint_disable` so the switch keeps its who/why/when. All or nothing.
+    """
+    unknown = set(fields) - ENDPOINT_UPDATABLE
+    if unknown:
+        raise ValueError(f"endpoint_update cannot change {sorted(unknown)}")
+    # A fresh, locked row: a concurrent rotation or switch is not overwritten.
+    endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+    if fields:
+        for name, value in fields.items():
+            setattr(endpoint, name, value)
+        endpoint_save(endpoint, by=by)
+    if event_types is not None:
+        subscriptions_set(endpoint, event_types)
+    if enabled is True:
+        endpoint_enable(endpoint, by=by)
+    elif enabled is False:
+        endpoint_disable(endpoint, by=by, reason=f"switched off by {by}")
+    return endpoint
+
+
+@transaction.atomic
+def endpoint_delete(endpoint: Endpoint, *, by: str) -> None:
+    """Delete an endpoint with its subscriptions, deliveries and attempts.
+
+    Events stay (they may have gone to other endpoints). The row is locked first so a
+    worker recording an attempt for it finishes before it goes.
+    """
+    Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+    endpoint.delete()

@@ -82,10 +82,21 @@ def validate_filter_field(spec, field: str = "filter") -> None:
 
 
 def validate_endpoint_fields(endpoint) -> None:
-    validate_url(endpoint.url)
-    validate_headers(endpoint.headers)
-    validate_retry_policy(endpoint.retry_policy)
-    validate_filter_field(endpoint.filter)
+    """Every rule, so that each bad field gets its message at once."""
+    errors: dict[str, list] = {}
+    for check, value in (
+        (validate_url, endpoint.url),
+        (validate_headers, endpoint.headers),
+        (validate_retry_policy, endpoint.retry_policy),
+        (validate_filter_field, endpoint.filter),
+    ):
+        try:
+            check(value)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                errors.setdefault(field, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
 
 
 def validate_subscription_pattern(pattern: str) -> None:

@@ -10,13 +10,15 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import partial  # [metrics]
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deliveries.dispatch import enqueue_on_commit
+from deliveries import metrics
+from deliveries.dispatch import enqueue_on_commit, reservation
 from deliveries.models import Delivery, DeliveryStatus, Trigger
 from deliveries.signing import encode_envelope
 from endpoints.models import Partner
@@ -138,6 +140,10 @@ def event_publish(
         deliveries = deliveries_create(
             event, endpoint_ids, trigger=trigger, trigger_by=trigger_by, enqueue=enqueue
         )
+        # [metrics] counted when the caller's transaction commits (a rollback publishes nothing)
+        transaction.on_commit(
+            partial(metrics.event_published, type_obj.name, len(deliveries)), robust=True
+        )
     event.created = True
     event.deliveries_count = len(deliveries)
     return event, True
@@ -155,12 +161,16 @@ def deliveries_create(
     if not endpoint_ids:
         return []
     now = timezone.now()
+    # Handed to the fast path: the dispatcher leaves them alone for the reservation
+    # period, and takes them only if their task was lost.
+    reserved = now + reservation() if enqueue else None
     rows = [
         Delivery(
             event=event,
             endpoint_id=endpoint_id,
             status=DeliveryStatus.PENDING,
             next_attempt_at=now,
+            claimed_until=reserved,
             next_trigger=trigger,
             next_trigger_by=trigger_by,
         )
@@ -232,3 +242,71 @@ def _idempotency_key(key) -> str:
             }
         )
     return key
+
+
+def events_publish_batch(
+    items: Sequence[dict], *, trigger_by: str = ""
+) -> list[tuple[Event, bool]]:
+    """Publish several events all or nothing; returns `(event, created)` per item.
+
+    Each item holds `publish()`'s arguments (`type`, `data`, and optionally `partner`,
+    `source`, `idempotency_key`, `occurred_at`, `tags`). If any item is refused nothing
+    is written, and the ValidationError names the item: `{"3.type": [...]}`.
+    """
+    results = []
+    with transaction.atomic():
+        for index, item in enumerate(items):
+            try:
+                results.append(
+                    event_publish(
+                        item["type"],
+                        item["data"],
+                        partner=item.get("partner"),
+                        source=item.get("source", ""),
+                        idempotency_key=item.get("idempotency_key"),
+                        occurred_at=item.get("occurred_at"),
+                        tags=item.get("tags", ()),
+                        trigger_by=trigger_by,
+                    )
+                )
+            except ValidationError as exc:
+                by_field = exc.error_dict if hasattr(exc, "error_dict") else {"": exc.error_list}
+                raise ValidationError(
+                    {f"{index}.{field}".rstrip("."): errors for field, errors in by_field.items()}
+                ) from None
+    return results
+
+
+RESERVED_EVENT_TYPE_PREFIX = "webhookhub."
+
+
+def event_type_create(
+    *, name: str, description: str = "", example=None, schema=None, by: str = ""
+) -> EventType:
+    """Add a name to the catalog. `webhookhub.*` names are webhookhub's own."""
+    if isinstance(name, str) and name.startswith(RESERVED_EVENT_TYPE_PREFIX):
+        raise ValidationError({"name": "Names starting with webhookhub. are reserved."})
+    event_type = EventType(name=name, description=description, example=example, schema=schema)
+    event_type.full_clean()
+    event_type.save()
+    return event_type
+
+
+def event_type_archive(event_type: EventType, *, by: str = "") -> bool:
+    """Stop accepting events of this type (history stays). False if already archived."""
+    if event_type.name.startswith(RESERVED_EVENT_TYPE_PREFIX):
+        raise ValidationError({"name": "webhookhub's own event types cannot be archived."})
+    updated = EventType.objects.filter(pk=event_type.pk, archived_at__isnull=True).update(
+        archived_at=timezone.now()
+    )
+    event_type.refresh_from_db()
+    return bool(updated)
+
+
+def event_type_unarchive(event_type: EventType, *, by: str = "") -> bool:
+    """Accept events of an archived type again. False if it was not archived."""
+    updated = EventType.objects.filter(pk=event_type.pk, archived_at__isnull=False).update(
+        archived_at=None
+    )
+    event_type.refresh_from_db()
+    return bool(updated)

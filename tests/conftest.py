@@ -27,3 +27,15 @@ def event_types(db):
         name: EventType.objects.get_or_create(name=name, defaults={"description": name})[0]
         for name in ("order.paid", "order.refunded", "shipment.moved")
     }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_content_type_cache():
+    """Transactional tests flush and recreate content types; Django caches their ids."""
+    from django.contrib.contenttypes.models import ContentType
+    from django.core.cache import caches
+
+    ContentType.objects.clear_cache()
+    caches["shared"].clear()
+    yield
+    ContentType.objects.clear_cache()

@@ -5,6 +5,7 @@ django-q2's ORM broker. `DATABASE_URL` switches to PostgreSQL, `REDIS_URL` to th
 broker. `.env.example` documents every variable.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -13,6 +14,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR", None) == "":
+    # An empty value (e.g. copied from .env.example) would make prometheus_client write
+    # its per-process files into the working directory: treat it as unset.
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -35,6 +40,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_prometheus",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "endpoints",
     "events",
@@ -89,6 +97,11 @@ else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
+# [metrics] django-prometheus's database metrics (queries, durations, errors, connections):
+# the same backend with counting cursors. Compare ENGINE with `.endswith(".sqlite3")`.
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends.", 1
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -102,8 +115,6 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
-
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour now: a bare host means https
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
@@ -193,25 +204,140 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- REST API (docs/api.md) ---------------------------------------------------------
+# Bearer ApiTokens, JSON only, cursor pagination, errors as {"detail", "errors"}.
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["webhookhub.api.parsers.LimitedJSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["webhookhub.api.authentication.ApiTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["webhookhub.api.permissions.HasRole"],
+    "DEFAULT_THROTTLE_CLASSES": ["webhookhub.api.throttling.TokenRateThrottle"],
+    # Per token and scope: N/s, N/min, N/hour or N/day.
+    "DEFAULT_THROTTLE_RATES": {
+        "publish": env.str("WEBHOOKHUB_API_RATE_PUBLISH", default="1000/s"),
+        "read": env.str("WEBHOOKHUB_API_RATE_READ", default="1200/min"),
+        "write": env.str("WEBHOOKHUB_API_RATE_WRITE", default="300/min"),
+    },
+    "DEFAULT_PAGINATION_CLASS": "webhookhub.api.pagination.CreatedCursorPagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "webhookhub.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "webhookhub.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# A request body larger than this is refused with 413 before parsing; it applies to
+# POST /api/v1/events/batch/ (single requests use WEBHOOKHUB_MAX_PAYLOAD_BYTES).
+WEBHOOKHUB_API_MAX_BATCH_BYTES = env.int("WEBHOOKHUB_API_MAX_BATCH_BYTES", default=1024 * 1024)
+WEBHOOKHUB_API_MAX_BATCH_EVENTS = env.int("WEBHOOKHUB_API_MAX_BATCH_EVENTS", default=100)
+# Throttle counters: shared in Redis when REDIS_URL is set, else per process.
+WEBHOOKHUB_API_THROTTLE_CACHE = "api-throttle"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    WEBHOOKHUB_API_THROTTLE_CACHE: (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "webhookhub",
+        }
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "api-throttle",
+        }
+    ),
+    # One cache for every web and worker process: the dashboard figures a scheduled
+    # task computes. Redis when configured, a database table otherwise.
+    "shared": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "webhookhub",
+        }
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "webhookhub_cache",
+        }
+    ),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "webhookhub API",
+    "DESCRIPTION": (
+        "Partners manage their webhook endpoints and read their events, deliveries and "
+        "attempts; the company's services publish events. Authenticate with "
+        "`Authorization: Bearer <token>`. Every 4xx has the body "
+        '`{"detail": "...", "errors": {"field": ["message"]}}`. Guide: docs/api.md.'
+    ),
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webhookhub.api.schema.add_components",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "deliveries.models.DeliveryStatus",
+        "TriggerEnum": "deliveries.models.Trigger",
+    },
 }
 
+# --- Logging (docs/operations.md#logs) ------------------------------------------------
+# JSON lines on stdout in production (extras such as event_id, delivery_id, endpoint_id,
+# attempt, outcome and duration_ms become keys); readable lines for `make run`. Both
+# formatters scrub anything that looks like a secret or a bearer token.
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "()": "webhookhub.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "()": "webhookhub.logs.RedactingJsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {
+                "asctime": "time",
+                "levelname": "level",
+                "name": "logger",
+                "process": "pid",
+            },
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # django-q2 logs every task at INFO; Q_LOG_LEVEL keeps it to what matters.
+        "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+    },
 }
+
+# --- Metrics (docs/operations.md#metrics) ---------------------------------------------
+# Counters (events published, attempts, durations) are written by whichever process
+# counts them — gunicorn workers, qcluster workers, commands — into prometheus_client's
+# multiprocess files in this directory, and /metrics adds them up. Every process on a
+# machine must get the same value *in its environment* before it starts (prometheus_client
+# reads it at import; a `.env` file works because settings load first). Empty: each
+# process counts for itself only (fine for tests, wrong for web + worker).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# State gauges (backlog, dead letters, circuits, …) are read from the database when
+# /metrics is scraped and reused for this many seconds within a web process.
+WEBHOOKHUB_METRICS_CACHE_SECONDS = env.float("WEBHOOKHUB_METRICS_CACHE_SECONDS", default=5.0)
+# /readyz fails when no dispatcher loop (it runs inside a qcluster) has renewed its lease
+# for this long: no cluster is running, or every worker is stuck.
+WEBHOOKHUB_READY_HEARTBEAT_SECONDS = env.int("WEBHOOKHUB_READY_HEARTBEAT_SECONDS", default=120)

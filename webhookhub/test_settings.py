@@ -14,9 +14,9 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "")
 
 from webhookhub.settings import *  # noqa: F403
-from webhookhub.settings import BASE_DIR, DATABASES
+from webhookhub.settings import BASE_DIR, CACHES, DATABASES
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"].endswith(".sqlite3"):
     # A file, not :memory:, so that qcluster subprocesses in end-to-end tests share it.
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get("TEST_SQLITE_PATH") or str(BASE_DIR / "var" / "test.sqlite3")
@@ -27,3 +27,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# Tests share one process per database (the live server runs in a thread); a database
+# cache table is not flushed between transactional tests, so use memory and clear it.
+CACHES["shared"] = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "shared",
+}

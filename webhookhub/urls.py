@@ -3,12 +3,16 @@ from django.contrib import admin
 from django.urls import include, path
 
 from webhookhub import health
+from webhookhub.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("webhookhub.api.urls")),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    # Our view, not django_prometheus.urls: it merges every process's counters
+    # (multiprocess mode) and adds the delivery state gauges (webhookhub/metrics.py).
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]
 
 if settings.DEBUG:

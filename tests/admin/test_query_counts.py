@@ -61,7 +61,9 @@ PAGES = [
 def test_changelists_and_dashboard_have_constant_query_counts(
     admin_client, event_types, receiver, name, params, django_assert_max_num_queries
 ):
-    from django.core.cache import cache
+    from django.core.cache import caches
+
+    cache = caches["shared"]
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

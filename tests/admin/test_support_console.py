@@ -344,7 +344,9 @@ def test_raw_secrets_never_appear_on_admin_pages(admin_client, failing, receiver
             assert secret[6:] not in html, url
 
 
-def test_search_finds_events_and_deliveries_by_id_key_type_partner_and_payload(admin_client, event_types):
+def test_search_finds_events_and_deliveries_by_id_key_type_partner_and_payload(
+    admin_client, event_types
+):
     from tests.factories import PartnerFactory
 
     acme = PartnerFactory(name="Acme Shop")

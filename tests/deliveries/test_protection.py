@@ -197,23 +197,23 @@ def test_failure_digest_mails_each_failing_endpoint_at_most_once_a_day(event_typ
         assert failure_digest() == 1
 
 
-def test_rate_limit_lets_a_burst_through_then_spreads_the_rest_without_attempts(
+def test_rate_limit_lets_half_a_second_through_then_spreads_the_rest_without_attempts(
     event_types, receiver
 ):
-    endpoint = make_endpoint(url=receiver.url_for(), rate_limit_per_second=20, max_in_flight=100)
     from django.db import transaction
 
+    endpoint = make_endpoint(url=receiver.url_for(), rate_limit_per_second=20, max_in_flight=100)
     with transaction.atomic():
         for n in range(100):
             publish("order.paid", {"n": n})
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         sent = engine.deliver(Delivery.objects.values_list("pk", flat=True))
-    assert len(sent) == 20
+    assert len(sent) == 10  # a burst of half a second's worth
     waiting = Delivery.objects.filter(endpoint=endpoint, status="pending")
-    assert waiting.count() == 80 and not waiting.filter(attempt_count__gt=0).exists()
+    assert waiting.count() == 90 and not waiting.filter(attempt_count__gt=0).exists()
     latest = max(waiting.values_list("next_attempt_at", flat=True))
-    assert latest - start >= timedelta(seconds=3.95)
+    assert latest - start >= timedelta(seconds=4.45)
     # Half a second later only the tokens that accrued (10) are admitted.
     with time_machine.travel(start + timedelta(seconds=0.5), tick=False):
         assert len(engine.deliver(due_ids(endpoint))) == 10
@@ -270,3 +270,28 @@ def test_test_event_reaches_a_disabled_endpoint_or_open_circuit(event_types, rec
     )
     attempt = endpoint_send_test(endpoint, by="admin:sam")
     assert attempt.succeeded and len(receiver.requests) == 1
+
+
+def test_rate_limit_bucket_in_redis_when_configured(event_types, settings):
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/12"
+    try:
+        redis.Redis.from_url(url).flushdb()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    from deliveries import ratelimit
+
+    settings.REDIS_URL = url
+    ratelimit._redis_script.cache_clear()
+    try:
+        endpoint = make_endpoint(rate_limit_per_second=20)
+        start = timezone.now()
+        waits = ratelimit.take(endpoint, 30, now=start)
+        assert waits[:10] == [0.0] * 10 and all(w > 0 for w in waits[10:])
+        assert max(waits) == pytest.approx(1.0)
+        later = ratelimit.take(endpoint, 30, now=start + timedelta(seconds=0.25))
+        assert later.count(0.0) == 5  # 0.25 s at 20/s
+        endpoint.refresh_from_db()
+        assert endpoint.rate_tokens is None, "the bucket lives in Redis, not the row"
+    finally:
+        ratelimit._redis_script.cache_clear()

@@ -1,0 +1,1 @@
+"""webhookhub benchmarks (`make bench`); see bench/README.md."""

@@ -1,0 +1,61 @@
+"""Deliveries and their attempts as partners see them (credentials already masked)."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from deliveries.models import DeliveryStatus, Trigger
+
+
+class AttemptSerializer(serializers.Serializer):
+    """One HTTP try: what was sent (secrets masked) and what came back."""
+
+    number = serializers.IntegerField()
+    trigger = serializers.ChoiceField(choices=Trigger.choices)
+    started_at = serializers.DateTimeField()
+    duration_ms = serializers.IntegerField()
+    request_url = serializers.CharField()
+    request_headers = serializers.DictField(child=serializers.CharField())
+    response_status_code = serializers.IntegerField(allow_null=True)
+    response_headers = serializers.DictField(child=serializers.CharField())
+    response_body = serializers.CharField(help_text="Kept up to 20 KB.")
+    response_body_truncated = serializers.BooleanField()
+    error_kind = serializers.SerializerMethodField(
+        help_text="Why no response counted: timeout, connection, refused_address, …"
+    )
+    error_message = serializers.CharField()
+    succeeded = serializers.BooleanField()
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_error_kind(self, attempt) -> str | None:
+        return attempt.error_kind or None
+
+
+class DeliverySerializer(serializers.Serializer):
+    id = serializers.CharField(source="public_id")
+    event = serializers.CharField(source="event.public_id", help_text="The event (`evt_…`).")
+    event_type = serializers.CharField(source="event.event_type.name")
+    endpoint = serializers.CharField(source="endpoint.public_id", help_text="`ep_…`")
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    attempt_count = serializers.IntegerField()
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it is due (null when not waiting, or held)."
+    )
+    last_attempt_at = serializers.DateTimeField(allow_null=True)
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+
+
+class DeliveryDetailSerializer(DeliverySerializer):
+    attempts = AttemptSerializer(many=True, help_text="Oldest first.")
+
+
+class TestResultSerializer(serializers.Serializer):
+    """The outcome of `POST /endpoints/{id}/test/`."""
+
+    succeeded = serializers.BooleanField()
+    event = serializers.CharField(source="delivery.event.public_id")
+    delivery = serializers.CharField(source="delivery.public_id")
+    attempt = AttemptSerializer(source="*")

@@ -1,0 +1,164 @@
+"""Bulk upkeep behind the cron commands: replay, recover stuck deliveries, prune.
+
+Each works in batches (keyset pagination by primary key, one transaction per batch, so
+no table is ever loaded into memory), reports each batch through an optional
+`progress(n)` callback, and is safe to run while another run of itself, the dispatcher
+and the workers are busy:
+
+- a replay locks its batch with SELECT … FOR UPDATE SKIP LOCKED (PostgreSQL) and
+  re-checks the status under the lock, so two overlapping runs never queue the same
+  delivery twice, and a delivery that is pending or in flight is never re-sent;
+- recovery is the dispatcher's own `dispatch_due()` (rows reserved and enqueued once);
+- pruning locks the deliveries of a batch of events before deleting, so a replay that
+  races it either happens first (and the event is kept) or finds nothing.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from deliveries.dispatch import DISPATCH_LIMIT, dispatch_due
+from deliveries.models import Delivery, DeliveryAttempt
+from deliveries.selectors import REPLAYABLE_STATUSES, UNFINISHED_STATUSES, stuck_deliveries
+from deliveries.services import event_replay
+from events.models import Event
+
+Progress = Callable[[int], None] | None
+
+
+def _lock_batch(queryset: QuerySet, size: int) -> list[int]:
+    """Primary keys of the next `size` rows, locked; rows locked by others are skipped."""
+    if connection.features.has_select_for_update_skip_locked:
+        queryset = queryset.select_for_update(skip_locked=True, of=("self",))
+    return list(queryset.values_list("pk", flat=True)[:size])
+
+
+def deliveries_replay(
+    queryset: QuerySet,
+    *,
+    by: str,
+    limit: int | None = None,
+    batch_size: int = 200,
+    progress: Progress = None,
+) -> int:
+    """Replay each delivery of `queryset` that is dead, retrying, cancelled or succeeded.
+
+    Every one becomes a new attempt on the same delivery (trigger `replay`, same
+    webhook-id) through `event_replay`, queued when its batch commits. Returns how many
+    were queued. `progress` is called once per batch, inside its transaction.
+    """
+    queryset = queryset.filter(status__in=REPLAYABLE_STATUSES).order_by("pk")
+    done, last_pk = 0, 0
+    while limit is None or done < limit:
+        size = batch_size if limit is None else min(batch_size, limit - done)
+        with transaction.atomic():
+            ids = _lock_batch(queryset.filter(pk__gt=last_pk), size)
+            if not ids:
+                break
+            last_pk = ids[-1]
+            rows = (
+                Delivery.objects.filter(pk__in=ids)
+                .select_related("event", "endpoint")
+                .only("event__partner_id", "endpoint__partner_id")
+                .order_by("pk")
+            )
+            for delivery in rows:
+                done += event_replay(delivery.event, endpoint=delivery.endpoint, by=by)
+            if progress:
+                progress(len(ids))
+    return done
+
+
+def stuck_counts(now: datetime | None = None) -> dict[str, int]:
+    """How many deliveries `deliveries_recover_stuck` would hand over now, by reason."""
+    now = now or timezone.now()
+    return {reason: rows.count() for reason, rows in stuck_deliveries(now).items()}
+
+
+def deliveries_recover_stuck(*, progress: Progress = None) -> int:
+    """Hand every stuck delivery to the workers again; returns how many.
+
+    Stuck: due retries and first attempts nobody picked up (the broker lost the task)
+    and in-flight deliveries whose lease expired (the worker died). This is one
+    dispatcher tick repeated until a batch comes back short, bounded by what was stuck
+    when it started (reserved rows are not picked up twice).
+    """
+    ceiling = sum(stuck_counts().values()) + DISPATCH_LIMIT
+    total = 0
+    while total < ceiling:
+        handed = dispatch_due()
+        total += handed
+        if progress and handed:
+            progress(handed)
+        if handed < DISPATCH_LIMIT:
+            break
+    return total
+
+
+@dataclass
+class PruneResult:
+    events: int = 0
+    deliveries: int = 0
+    attempts: int = 0
+    kept: int = 0  # events past retention kept because a delivery is still unfinished
+
+
+def events_prune(
+    *,
+    older_than: timedelta,
+    dry_run: bool = False,
+    batch_size: int = 500,
+    now: datetime | None = None,
+    progress: Progress = None,
+) -> PruneResult:
+    """Delete events created more than `older_than` ago with their deliveries and
+    attempts, a batch of events per transaction. An event with a delivery that is
+    pending, retrying or in flight is kept whole. `dry_run` counts, deletes nothing."""
+    cutoff = (now or timezone.now()) - older_than
+    result = PruneResult()
+    candidates = Event.objects.filter(created_at__lt=cutoff).order_by("pk")
+    last_pk = 0
+    while True:
+        ids = list(candidates.filter(pk__gt=last_pk).values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        last_pk = ids[-1]
+        try:
+            with transaction.atomic():
+                counts = _prune_batch(ids, dry_run=dry_run)
+        except IntegrityError:
+            # A replay created a delivery for one of these events meanwhile: keep them.
+            counts = PruneResult(kept=len(ids))
+        for name in ("events", "deliveries", "attempts", "kept"):
+            setattr(result, name, getattr(result, name) + getattr(counts, name))
+        if progress:
+            progress(len(ids))
+    return result
+
+
+def _prune_batch(ids: list[int], *, dry_run: bool) -> PruneResult:
+    deliveries = Delivery.objects.filter(event_id__in=ids)
+    if not dry_run:
+        # Locked: a replay of one of these cannot make it pending behind our back.
+        deliveries = deliveries.select_for_update()
+    rows = list(deliveries.values_list("event_id", "status"))
+    keep = {event_id for event_id, status in rows if status in UNFINISHED_STATUSES}
+    doomed = [pk for pk in ids if pk not in keep]
+    counts = PruneResult(
+        events=len(doomed),
+        deliveries=sum(1 for event_id, _ in rows if event_id not in keep),
+        kept=len(keep),
+    )
+    attempts = DeliveryAttempt.objects.filter(delivery__event_id__in=doomed)
+    if dry_run:
+        counts.attempts = attempts.count()
+        return counts
+    counts.attempts = attempts.delete()[0]
+    # `.only("pk")`: the deletion collector must not load event bodies and payloads.
+    Delivery.objects.filter(event_id__in=doomed).only("pk").delete()
+    Event.objects.filter(pk__in=doomed).only("pk").delete()
+    return counts

@@ -1,0 +1,246 @@
+"""Endpoint representations and inputs. Secrets are write-only or shown once."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from deliveries.policy import RetryPolicy
+from endpoints import validation
+from endpoints.models import CircuitState, Endpoint
+from webhookhub.api.fields import (
+    JSONValueField,
+    SafeDateTimeField,
+    StrictBooleanField,
+    StrictIntegerField,
+    StrictSerializer,
+    TextField,
+    run_rule,
+)
+from webhookhub.api.schema import nullable_ref, ref
+
+SUBSCRIPTION_SCHEMA = {
+    "oneOf": [
+        {
+            "type": "string",
+            "pattern": validation.SUBSCRIPTION_PATTERN.pattern,
+            "maxLength": 200,
+            "description": "An event type name, `prefix.*` or `*`.",
+        },
+        {
+            "type": "object",
+            "description": "An event type name or wildcard with its own payload filter.",
+            "required": ["event_type", "filter"],
+            "additionalProperties": False,
+            "properties": {
+                "event_type": {
+                    "type": "string",
+                    "pattern": validation.SUBSCRIPTION_PATTERN.pattern,
+                    "maxLength": 200,
+                },
+                "filter": nullable_ref("Filter"),
+            },
+        },
+    ]
+}
+MAX_SUBSCRIPTIONS = 100
+
+
+@extend_schema_field(nullable_ref("Filter"))
+class FilterField(JSONValueField):
+    """A payload filter (events.filters); `null` for none. Checked with its rules."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        run_rule(validation.validate_filter_field, data)
+        return data
+
+
+@extend_schema_field(ref("RetryPolicy"))
+class RetryPolicyField(JSONValueField):
+    """The retry policy: what is sent is checked; what is shown is the whole effective
+    policy (defaults filled in)."""
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Expected a JSON object.")
+        run_rule(validation.validate_retry_policy, data)
+        return data
+
+    def to_representation(self, value):
+        return RetryPolicy.from_dict(value or None).to_dict()
+
+
+@extend_schema_field(SUBSCRIPTION_SCHEMA)
+class SubscriptionField(serializers.Field):
+    """`"order.*"`, or `{"event_type": "order.*", "filter": {...}}` for its own filter."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = set(data) - {"event_type", "filter"}
+            if unknown or "event_type" not in data:
+                raise serializers.ValidationError(
+                    'Use a name, or an object {"event_type": ..., "filter": ...}.'
+                )
+            pattern, spec = data["event_type"], data.get("filter")
+        else:
+            pattern, spec = data, None
+        if not isinstance(pattern, str):
+            raise serializers.ValidationError("Expected an event type name or wildcard.")
+        run_rule(validation.validate_subscription_pattern, pattern)
+        if spec is not None:
+            FilterField().run_validation(spec)
+            return {"event_type": pattern, "filter": spec}
+        return pattern
+
+    def to_representation(self, subscription):
+        if subscription.filter:
+            return {"event_type": subscription.event_type, "filter": subscription.filter}
+        return subscription.event_type
+
+
+class HeadersField(serializers.DictField):
+    child = TextField(allow_blank=True, max_length=1000)
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        run_rule(validation.validate_headers, data)
+        return data
+
+
+class EndpointSerializer(serializers.Serializer):
+    """An endpoint as partners see it: everything but its secrets."""
+
+    id = serializers.CharField(source="public_id", read_only=True)
+    name = serializers.CharField()
+    url = serializers.CharField()
+    description = serializers.CharField()
+    enabled = serializers.BooleanField()
+    disabled_at = serializers.DateTimeField(allow_null=True)
+    disabled_reason = serializers.CharField(help_text="Why it was switched off (if it is).")
+    disabled_kind = serializers.SerializerMethodField(
+        help_text="`manual`, `auto` (sustained failure) or `gone` (the receiver said 410)."
+    )
+    event_types = serializers.SerializerMethodField()
+    filter = FilterField(help_text="Payload filter applied to every event type.")
+    headers = serializers.DictField(child=serializers.CharField())
+    timeout_seconds = serializers.IntegerField()
+    retry_policy = RetryPolicyField()
+    rate_limit_per_second = serializers.IntegerField(allow_null=True)
+    ordered = serializers.BooleanField()
+    max_in_flight = serializers.IntegerField()
+    has_auth_token = serializers.BooleanField(
+        help_text="Whether `Authorization: Bearer …` is sent (the token itself is not shown)."
+    )
+    circuit_state = serializers.ChoiceField(choices=CircuitState.choices)
+    consecutive_failures = serializers.IntegerField()
+    failing_since = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(
+        {"type": "string", "enum": list(Endpoint.DisabledBy.values), "nullable": True}
+    )
+    def get_disabled_kind(self, endpoint) -> str | None:
+        return endpoint.disabled_kind or None
+
+    @extend_schema_field({"type": "array", "items": SUBSCRIPTION_SCHEMA})
+    def get_event_types(self, endpoint):
+        field = SubscriptionField()
+        return [field.to_representation(s) for s in endpoint.subscriptions.all()]
+
+
+class EndpointCreatedSerializer(EndpointSerializer):
+    secret = serializers.CharField(
+        source="new_secret", help_text="The signing secret (`whsec_…`). Shown only now."
+    )
+
+
+class EndpointWriteSerializer(StrictSerializer):
+    """Fields a partner may set on its endpoint. PATCH sends any of them."""
+
+    name = TextField(max_length=200)
+    url = TextField(max_length=2000, help_text="http(s) URL; private addresses are refused.")
+    description = TextField(allow_blank=True, required=False, max_length=5000)
+    event_types = serializers.ListField(
+        child=SubscriptionField(),
+        min_length=1,
+        max_length=MAX_SUBSCRIPTIONS,
+        required=False,
+        help_text='Event type names and wildcards (`order.*`, `*`). Default: `["*"]`.',
+    )
+    filter = FilterField(required=False)
+    headers = HeadersField(required=False, help_text="Extra request headers.")
+    timeout_seconds = StrictIntegerField(min_value=1, max_value=60, required=False)
+    retry_policy = RetryPolicyField(required=False, allow_null=True)
+    rate_limit_per_second = StrictIntegerField(
+        min_value=1, max_value=10_000, required=False, allow_null=True
+    )
+    ordered = StrictBooleanField(required=False)
+    max_in_flight = StrictIntegerField(min_value=1, max_value=100, required=False)
+    auth_token = TextField(
+        allow_blank=True,
+        required=False,
+        max_length=500,
+        write_only=True,
+        help_text="Sent as `Authorization: Bearer <token>`; empty to stop sending one.",
+    )
+
+    def validate_url(self, value):
+        run_rule(validation.validate_url, value)
+        return value
+
+    def validate_retry_policy(self, value):
+        return value or {}
+
+    def validate_auth_token(self, value):
+        if any(ch in value for ch in "\r\n"):
+            raise serializers.ValidationError("The token must be a single line.")
+        return value
+
+
+class EndpointUpdateSerializer(EndpointWriteSerializer):
+    enabled = StrictBooleanField(
+        required=False, help_text="Switch the endpoint on or off (like enable/disable)."
+    )
+
+
+class EndpointDisableSerializer(StrictSerializer):
+    reason = TextField(required=False, allow_blank=True, max_length=500)
+    cancel_waiting = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="Cancel the deliveries waiting for it instead of holding them.",
+    )
+
+
+class RotateSecretSerializer(StrictSerializer):
+    grace_seconds = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=7 * 86400,
+        default=86400,
+        help_text="How long the old secret keeps signing beside the new one (default 24 h).",
+    )
+
+
+class RotatedSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(help_text="The new signing secret. Shown only now.")
+    previous_secret_expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="Until when the old secret also signs."
+    )
+
+
+class AuthTokenSerializer(serializers.Serializer):
+    auth_token = serializers.CharField(help_text="The new bearer token. Shown only now.")
+
+
+class RecoverSerializer(StrictSerializer):
+    since = SafeDateTimeField(help_text="Re-send what failed for this endpoint since then.")
+
+
+class QueuedSerializer(serializers.Serializer):
+    queued = serializers.IntegerField(help_text="Deliveries queued to be sent.")

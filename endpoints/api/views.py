@@ -1,0 +1,213 @@
+"""`/api/v1/endpoints/`: a partner's endpoints, their switches, secrets and tests."""
+
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+from django.db.models.expressions import ExpressionWrapper
+from django.db.models.fields import BooleanField
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from deliveries.api.serializers import TestResultSerializer
+from deliveries.services import endpoint_recover, endpoint_send_test
+from endpoints.api.serializers import (
+    AuthTokenSerializer,
+    EndpointCreatedSerializer,
+    EndpointDisableSerializer,
+    EndpointSerializer,
+    EndpointUpdateSerializer,
+    EndpointWriteSerializer,
+    QueuedSerializer,
+    RecoverSerializer,
+    RotatedSecretSerializer,
+    RotateSecretSerializer,
+)
+from endpoints.models import Endpoint
+from endpoints.services import (
+    endpoint_create,
+    endpoint_delete,
+    endpoint_disable,
+    endpoint_enable,
+    endpoint_regenerate_token,
+    endpoint_rotate_secret,
+    endpoint_update,
+)
+from webhookhub.api.permissions import PARTNER
+from webhookhub.api.scoping import ScopedQuerysetMixin
+from webhookhub.api.views import ApiViewMixin
+
+SECRET_FIELDS = ("signing_secret", "previous_secrets", "auth_token")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List your endpoints"),
+    retrieve=extend_schema(summary="Get an endpoint"),
+    destroy=extend_schema(
+        summary="Delete an endpoint",
+        description="Deletes it with its subscriptions, deliveries and attempts.",
+    ),
+)
+@extend_schema(tags=["endpoints"])
+class EndpointViewSet(
+    ApiViewMixin,
+    ScopedQuerysetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """A partner's endpoints: where its webhooks go, how they are signed and retried."""
+
+    roles = {"*": {PARTNER}}
+    serializer_class = EndpointSerializer
+
+    def base_queryset(self):
+        return (
+            Endpoint.objects.defer(*SECRET_FIELDS)
+            .annotate(
+                has_auth_token=ExpressionWrapper(~Q(auth_token=""), output_field=BooleanField())
+            )
+            .prefetch_related("subscriptions")
+        )
+
+    @extend_schema(
+        summary="Create an endpoint",
+        description="The response carries the signing secret (`secret`): it is shown only once.",
+        request=EndpointWriteSerializer,
+        responses={201: EndpointCreatedSerializer},
+        examples=[
+            OpenApiExample(
+                "Orders over 100 to one URL",
+                request_only=True,
+                value={
+                    "name": "orders",
+                    "url": "https://hooks.example.com/webhooks",
+                    "event_types": ["order.*"],
+                    "filter": {"path": "data.order.total", "op": "gte", "value": 100},
+                    "retry_policy": {"strategy": "exponential", "base_delay": 10},
+                },
+            )
+        ],
+    )
+    def create(self, request):
+        data = self.validated(EndpointWriteSerializer)
+        client = request.user
+        endpoint = endpoint_create(client.partner, by=client.actor, **data)
+        created = self.fresh(endpoint)
+        created.new_secret = endpoint.signing_secret
+        return Response(EndpointCreatedSerializer(created).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change an endpoint",
+        description="Send only the fields to change. `event_types` replaces the list.",
+        request=EndpointUpdateSerializer,
+        responses={200: EndpointSerializer},
+    )
+    def partial_update(self, request, id=None):
+        endpoint = self.get_object()
+        data = self.validated(EndpointUpdateSerializer, partial=True)
+        endpoint_update(endpoint, by=request.user.actor, **data)
+        return Response(EndpointSerializer(self.fresh(endpoint)).data)
+
+    def destroy(self, request, id=None):
+        endpoint_delete(self.get_object(), by=request.user.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Switch an endpoint on", request=None, responses={200: EndpointSerializer}
+    )
+    @action(detail=True, methods=["post"])
+    def enable(self, request, id=None):
+        endpoint = self.get_object()
+        self.validated(None)
+        endpoint_enable(endpoint, by=request.user.actor)
+        return Response(EndpointSerializer(self.fresh(endpoint)).data)
+
+    @extend_schema(
+        summary="Switch an endpoint off",
+        description="Deliveries wait (or are cancelled with `cancel_waiting`) until it is "
+        "switched on again.",
+        request=EndpointDisableSerializer,
+        responses={200: EndpointSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def disable(self, request, id=None):
+        endpoint = self.get_object()
+        data = self.validated(EndpointDisableSerializer)
+        endpoint_disable(
+            endpoint,
+            by=request.user.actor,
+            reason=data.get("reason") or f"switched off by {request.user.actor}",
+            cancel_waiting=data["cancel_waiting"],
+        )
+        return Response(EndpointSerializer(self.fresh(endpoint)).data)
+
+    @extend_schema(
+        summary="Rotate the signing secret",
+        description="Returns the new secret (shown only now). The old one keeps signing "
+        "beside it for `grace_seconds` so receivers can switch without losing deliveries.",
+        request=RotateSecretSerializer,
+        responses={200: RotatedSecretSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request, id=None):
+        endpoint = self.get_object()
+        data = self.validated(RotateSecretSerializer)
+        secret = endpoint_rotate_secret(
+            endpoint, by=request.user.actor, grace=timedelta(seconds=data["grace_seconds"])
+        )
+        endpoint.refresh_from_db(fields=["previous_secrets"])
+        previous = (endpoint.previous_secrets or [{}])[0].get("expires_at")
+        previous = datetime.fromisoformat(previous) if previous else None
+        body = {"secret": secret, "previous_secret_expires_at": previous}
+        return Response(RotatedSecretSerializer(body).data)
+
+    @extend_schema(
+        summary="Regenerate the bearer token",
+        description="Replaces the token sent as `Authorization: Bearer …` at once; returns "
+        "it (shown only now).",
+        request=None,
+        responses={200: AuthTokenSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="regenerate-token")
+    def regenerate_token(self, request, id=None):
+        endpoint = self.get_object()
+        self.validated(None)
+        token = endpoint_regenerate_token(endpoint, by=request.user.actor)
+        return Response(AuthTokenSerializer({"auth_token": token}).data)
+
+    @extend_schema(
+        summary="Send a test event",
+        description="Sends a signed `webhookhub.test` event now and returns the attempt's "
+        "result (the request waits for the receiver, up to the endpoint's timeout).",
+        request=None,
+        responses={200: TestResultSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="test")
+    def send_test(self, request, id=None):
+        endpoint = self.get_object()
+        self.validated(None)
+        attempt = endpoint_send_test(endpoint, by=request.user.actor)
+        return Response(TestResultSerializer(attempt).data)
+
+    @extend_schema(
+        summary="Re-send what failed since a time",
+        request=RecoverSerializer,
+        responses={202: OpenApiResponse(QueuedSerializer, description="Queued.")},
+    )
+    @action(detail=True, methods=["post"])
+    def recover(self, request, id=None):
+        endpoint = self.get_object()
+        data = self.validated(RecoverSerializer)
+        queued = endpoint_recover(endpoint, since=data["since"], by=request.user.actor)
+        return Response(QueuedSerializer({"queued": queued}).data, status=status.HTTP_202_ACCEPTED)
+
+    def fresh(self, endpoint: Endpoint) -> Endpoint:
+        """The endpoint as the list shows it, re-read after a write."""
+        return self.base_queryset().get(pk=endpoint.pk)

@@ -1,0 +1,133 @@
+"""Events and the event type catalog: what is published and what it is published as."""
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from deliveries.models import DeliveryStatus
+from endpoints.validation import EVENT_TYPE_NAME
+from events.services import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_SOURCE_LENGTH, MAX_TAGS
+from webhookhub.api.fields import (
+    JSONObjectField,
+    JSONValueField,
+    SafeDateTimeField,
+    StrictSerializer,
+    TextField,
+)
+
+FREE_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+class EventDeliverySerializer(serializers.Serializer):
+    id = serializers.CharField(source="public_id")
+    endpoint = serializers.CharField(source="endpoint.public_id")
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    attempt_count = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_attempt_at = serializers.DateTimeField(allow_null=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+
+
+class EventSerializer(serializers.Serializer):
+    id = serializers.CharField(source="public_id", help_text="`evt_…`, sortable by time.")
+    type = serializers.CharField(source="event_type.name")
+    partner = serializers.SerializerMethodField(help_text="`prt_…`, or null for a broadcast.")
+    source = serializers.CharField()
+    data = serializers.SerializerMethodField()
+    idempotency_key = serializers.CharField(allow_null=True)
+    tags = serializers.ListField(child=serializers.CharField())
+    occurred_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+    deliveries_count = serializers.IntegerField(
+        help_text="Deliveries made for it (for a partner token: to its own endpoints)."
+    )
+
+    @extend_schema_field({"type": "string", "nullable": True})
+    def get_partner(self, event) -> str | None:
+        return event.partner.public_id if event.partner_id else None
+
+    @extend_schema_field(FREE_OBJECT)
+    def get_data(self, event):
+        return event.payload
+
+
+class EventDetailSerializer(EventSerializer):
+    deliveries = EventDeliverySerializer(many=True, source="scoped_deliveries")
+
+
+@extend_schema_field(FREE_OBJECT)
+class PayloadField(JSONObjectField):
+    pass
+
+
+class EventPublishSerializer(StrictSerializer):
+    type = TextField(max_length=200, help_text="A catalog name, e.g. `order.paid`.")
+    data = PayloadField(help_text="The payload: a JSON object.")
+    partner = TextField(
+        required=False,
+        allow_null=True,
+        max_length=40,
+        help_text="`prt_…`: only this partner's endpoints receive it. Omit for a broadcast.",
+    )
+    source = TextField(required=False, allow_blank=True, max_length=MAX_SOURCE_LENGTH)
+    idempotency_key = TextField(
+        required=False,
+        allow_null=True,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        help_text="A repeated key returns the first event (200) and creates nothing. The "
+        "`Idempotency-Key` header does the same.",
+    )
+    occurred_at = SafeDateTimeField(required=False, help_text="Default: now.")
+    tags = serializers.ListField(
+        child=TextField(min_length=1, max_length=100), max_length=MAX_TAGS, required=False
+    )
+
+
+class EventBatchSerializer(serializers.ListSerializer):
+    child = EventPublishSerializer()
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_empty", False)
+        kwargs.setdefault("max_length", settings.WEBHOOKHUB_API_MAX_BATCH_EVENTS)
+        super().__init__(*args, **kwargs)
+
+
+class EventBatchResultSerializer(serializers.Serializer):
+    events = EventSerializer(many=True, help_text="In the order they were sent.")
+    created = serializers.IntegerField(help_text="How many are new (others were repeats).")
+
+
+class ReplaySerializer(StrictSerializer):
+    endpoint = TextField(
+        required=False,
+        allow_null=True,
+        max_length=40,
+        help_text="`ep_…`: replay to this endpoint only. Omit for every subscribed endpoint.",
+    )
+
+
+class EventTypeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    example = JSONValueField(allow_null=True, help_text="An example `data` payload.")
+    schema = JSONValueField(allow_null=True, help_text="JSON Schema of `data` (informative).")
+    archived = serializers.BooleanField(source="is_archived")
+    archived_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class EventTypeCreateSerializer(StrictSerializer):
+    name = TextField(
+        max_length=200,
+        help_text="Lower-case words separated by dots, e.g. `order.paid`.",
+    )
+    description = TextField(required=False, allow_blank=True, max_length=5000)
+    example = JSONValueField(required=False, allow_null=True)
+    schema = JSONValueField(required=False, allow_null=True)
+
+    def validate_name(self, value):
+        if not EVENT_TYPE_NAME.match(value):
+            raise serializers.ValidationError(
+                "Use lower-case words separated by dots, e.g. order.paid."
+            )
+        return value

@@ -1,0 +1,141 @@
+"""Strict JSON fields: a JSON API takes the types its schema names, nothing coerced.
+
+DRF would turn `123` into the string "123" and `"true"` into True; these fields refuse
+wrong types with a message instead. JSON values are checked for what PostgreSQL and
+the delivery envelope cannot carry (NUL characters, lone surrogates, absurd nesting),
+so such input is a 400 instead of a database error.
+"""
+
+from datetime import UTC
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+MAX_JSON_DEPTH = 100
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know (a typo must not be silently ignored)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+def _check_text(value: str) -> str | None:
+    if "\x00" in value:
+        return "Text may not contain NUL characters."
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Text must be valid Unicode (no lone surrogates)."
+    return None
+
+
+class TextField(serializers.CharField):
+    """A JSON string, and only a string."""
+
+    default_error_messages = {"type": "Expected a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("type")
+        problem = _check_text(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer (not a string, a float or a boolean)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """`true` or `false`."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class SafeDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time; one without a zone is taken as UTC. Years 1 to 9998.
+
+    Returned in UTC: Python accepts offsets up to ±23:59, PostgreSQL only ±15:59.
+    """
+
+    default_error_messages = {"range": "The time is out of range."}
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str):
+            self.fail("invalid", format="ISO 8601")
+        try:
+            parsed = super().to_internal_value(value).astimezone(UTC)
+        except (OverflowError, ValueError):
+            self.fail("range")
+        if not 1 <= parsed.year <= 9998:
+            self.fail("range")
+        return parsed
+
+
+def json_problem(value) -> str | None:
+    """Why `value` (parsed JSON) cannot be stored and sent as-is, or None."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"JSON is nested more than {MAX_JSON_DEPTH} levels deep."
+        if isinstance(item, str):
+            problem = _check_text(item)
+            if problem:
+                return problem
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                problem = _check_text(key)
+                if problem:
+                    return problem
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return None
+
+
+class JSONValueField(serializers.JSONField):
+    """Any JSON value that can be stored and delivered as-is."""
+
+    def to_internal_value(self, data):
+        problem = json_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return super().to_internal_value(data)
+
+
+class JSONObjectField(JSONValueField):
+    """A JSON object."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Expected a JSON object.")
+        return super().to_internal_value(data)
+
+
+def run_rule(rule, *args, field: str | None = None):
+    """Run a foundation validation rule (raising Django's ValidationError({field: msg}))
+    and re-raise its messages as this serializer field's error."""
+    try:
+        rule(*args)
+    except DjangoValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            messages = [m for errors in exc.error_dict.values() for e in errors for m in e.messages]
+        else:
+            messages = exc.messages
+        raise serializers.ValidationError(messages) from None

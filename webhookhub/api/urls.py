@@ -1,0 +1,23 @@
+"""`/api/v1/` routes, the schema at `/api/schema/` and the docs at `/api/docs/`."""
+
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from deliveries.api.views import DeliveryViewSet
+from endpoints.api.views import EndpointViewSet
+from events.api.views import EventTypeViewSet, EventViewSet
+from webhookhub.api.views import api_not_found
+
+router = SimpleRouter()
+router.register("events", EventViewSet, basename="event")
+router.register("endpoints", EndpointViewSet, basename="endpoint")
+router.register("deliveries", DeliveryViewSet, basename="delivery")
+router.register("event-types", EventTypeViewSet, basename="event-type")
+
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^.*$", api_not_found),
+]
