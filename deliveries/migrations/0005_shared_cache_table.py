@@ -5,7 +5,9 @@ from django.db import migrations
 
 
 def create_cache_table(apps, schema_editor):
-    call_command("createcachetable", "shared", database=schema_editor.connection.alias, verbosity=0)
+    # Creates the table of every configured database cache (the "shared" one); nothing
+    # when the shared cache is Redis.
+    call_command("createcachetable", database=schema_editor.connection.alias, verbosity=0)
 
 
 class Migration(migrations.Migration):
