@@ -28,8 +28,10 @@ def fernet_key(create: bool = False) -> str:
     if KEY_FILE.exists():
         return KEY_FILE.read_text().strip()
     if not create:
-        sys.exit(f"No Fernet key: run load.py first (it writes {KEY_FILE}) or set "
-                 "WEBHOOKHUB_ENCRYPTION_KEY to the key the loader used.")
+        sys.exit(
+            f"No Fernet key: run load.py first (it writes {KEY_FILE}) or set "
+            "WEBHOOKHUB_ENCRYPTION_KEY to the key the loader used."
+        )
     from cryptography.fernet import Fernet
 
     key = Fernet.generate_key().decode()

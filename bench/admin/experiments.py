@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchenv  # noqa: E402
+import benchenv
 
 
 def patch_events_search():
@@ -161,11 +161,10 @@ def main():
     args = parser.parse_args()
 
     benchenv.setup_django()
+    import pages
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
-
-    import pages
 
     user, _ = get_user_model().objects.get_or_create(
         username="bench-admin", defaults={"is_staff": True, "is_superuser": True}

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchenv  # noqa: E402
+import benchenv
 
 BIG_TABLES = ("events_event", "deliveries_delivery", "deliveries_deliveryattempt")
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as ULIDs
@@ -42,11 +42,26 @@ OFFSETS = (0, 5, 305, 2105, 9305, 27305, 63305, 99305)
 EVENT_SPAN = timedelta(days=30)
 
 PARTNERS = [
-    "Acme Retail", "Blue Harbor Logistics", "Cobalt Payments", "Delta Foods",
-    "Evergreen Health", "Fjord Travel", "Granite Insurance", "Helios Energy",
-    "Iris Media", "Juniper Telecom", "Kestrel Airlines", "Lumen Books",
-    "Meridian Bank", "Nimbus Cloud", "Orchid Fashion", "Pioneer Motors",
-    "Quartz Analytics", "Redwood Realty", "Summit Sports", "Tidal Games",
+    "Acme Retail",
+    "Blue Harbor Logistics",
+    "Cobalt Payments",
+    "Delta Foods",
+    "Evergreen Health",
+    "Fjord Travel",
+    "Granite Insurance",
+    "Helios Energy",
+    "Iris Media",
+    "Juniper Telecom",
+    "Kestrel Airlines",
+    "Lumen Books",
+    "Meridian Bank",
+    "Nimbus Cloud",
+    "Orchid Fashion",
+    "Pioneer Motors",
+    "Quartz Analytics",
+    "Redwood Realty",
+    "Summit Sports",
+    "Tidal Games",
 ]
 EVENT_TYPES = [  # most published first (the load skews toward the first ones)
     ("order.created", "An order was placed."),
@@ -67,22 +82,45 @@ EVENT_TYPES = [  # most published first (the load skews toward the first ones)
     ("product.updated", "A product changed."),
 ]
 ENDPOINT_NAMES = [
-    "orders-prod", "billing", "crm-sync", "warehouse", "analytics",
-    "notifications", "erp", "fraud-check", "data-lake", "support-desk",
+    "orders-prod",
+    "billing",
+    "crm-sync",
+    "warehouse",
+    "analytics",
+    "notifications",
+    "erp",
+    "fraud-check",
+    "data-lake",
+    "support-desk",
 ]
 SUBSCRIPTION_SETS = [
-    ["*"], ["order.*"], ["order.paid", "invoice.paid", "payment.*"], ["customer.*"],
-    ["order.shipped", "shipment.delivered", "inventory.low"], ["*"], ["invoice.*"],
-    ["payment.failed", "refund.created"], ["*"], ["customer.*", "subscription.*"],
+    ["*"],
+    ["order.*"],
+    ["order.paid", "invoice.paid", "payment.*"],
+    ["customer.*"],
+    ["order.shipped", "shipment.delivered", "inventory.low"],
+    ["*"],
+    ["invoice.*"],
+    ["payment.failed", "refund.created"],
+    ["*"],
+    ["customer.*", "subscription.*"],
 ]
 # Endpoint index (0..199, 10 per partner, busiest first) -> state.
 DISABLED = {  # idx: (kind, disabled hours ago)
-    57: ("manual", 72), 88: ("auto", 6), 121: ("gone", 240),
-    143: ("manual", 24), 171: ("auto", 48), 196: ("manual", 480),
+    57: ("manual", 72),
+    88: ("auto", 6),
+    121: ("gone", 240),
+    143: ("manual", 24),
+    171: ("auto", 48),
+    196: ("manual", 480),
 }
 OPEN_CIRCUITS = {  # idx: (state, failing since hours ago)
-    3: ("open", 2), 45: ("open", 30), 77: ("open", 5), 109: ("open", 50),
-    133: ("open", 12), 160: ("half_open", 1),
+    3: ("open", 2),
+    45: ("open", 30),
+    77: ("open", 5),
+    109: ("open", 50),
+    133: ("open", 12),
+    160: ("half_open", 1),
 }
 FAILING_CLOSED = {12: 0.33, 99: 0.33}  # idx: failing since hours ago
 
@@ -517,16 +555,19 @@ def bulk_load(timer, now, n_events, n_attempts):
     }
     esc = {code: body.replace("{", "{{").replace("}", "}}") for code, body in bodies.items()}
     fail_body = (
-        "(CASE {fk} WHEN 0 THEN '" + esc[503] + "' WHEN 1 THEN '" + esc[500]
-        + "' || d.id || '\"}}' WHEN 4 THEN '" + esc[502] + "' ELSE '' END)"
+        "(CASE {fk} WHEN 0 THEN '"
+        + esc[503]
+        + "' WHEN 1 THEN '"
+        + esc[500]
+        + "' || d.id || '\"}}' WHEN 4 THEN '"
+        + esc[502]
+        + "' ELSE '' END)"
     )
     fail_message = (
         "(CASE {fk} WHEN 0 THEN 'HTTP 503' WHEN 1 THEN 'HTTP 500' WHEN 2 THEN "
         "'Read timed out after 15 s' WHEN 3 THEN 'Connection refused' ELSE 'HTTP 502' END)"
     )
-    fail_kind = (
-        "(CASE {fk} WHEN 2 THEN 'timeout' WHEN 3 THEN 'connection' ELSE 'http_status' END)"
-    )
+    fail_kind = "(CASE {fk} WHEN 2 THEN 'timeout' WHEN 3 THEN 'connection' ELSE 'http_status' END)"
     duration = (
         "(CASE WHEN {ok} THEN 40 + floor(900 * pg_temp.r(d.id * 8 + {i}, 18) ^ 4)::int"
         " WHEN {fk} = 2 THEN 15000 + floor(200 * pg_temp.r(d.id * 8 + {i}, 18))::int"
@@ -659,8 +700,14 @@ def bulk_load(timer, now, n_events, n_attempts):
     )
     statuses = {s: {"deliveries": n, "attempts": int(a)} for s, n, a in cur.fetchall()}
     counts = {}
-    for table in ("endpoints_partner", "endpoints_endpoint", "endpoints_subscription",
-                  "endpoints_apitoken", "events_eventtype", *BIG_TABLES):
+    for table in (
+        "endpoints_partner",
+        "endpoints_endpoint",
+        "endpoints_subscription",
+        "endpoints_apitoken",
+        "events_eventtype",
+        *BIG_TABLES,
+    ):
         cur.execute(f"SELECT count(*), pg_total_relation_size('{table}') FROM {table}")
         n, size = cur.fetchone()
         counts[table] = {"rows": n, "total_bytes": size}

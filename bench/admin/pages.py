@@ -35,15 +35,21 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchenv  # noqa: E402
+import benchenv
 
 LIST_PER_PAGE_PROBE = 20
 # The code behind the pages: fingerprinted in the results, since the tree may change
 # between runs.
 ADMIN_FILES = (
-    "endpoints/admin.py", "endpoints/admin_partners.py", "endpoints/admin_views.py",
-    "endpoints/admin_health.py", "events/admin.py", "deliveries/admin.py",
-    "deliveries/dashboard.py", "webhookhub/admin_site.py", "webhookhub/admin_utils.py",
+    "endpoints/admin.py",
+    "endpoints/admin_partners.py",
+    "endpoints/admin_views.py",
+    "endpoints/admin_health.py",
+    "events/admin.py",
+    "deliveries/admin.py",
+    "deliveries/dashboard.py",
+    "webhookhub/admin_site.py",
+    "webhookhub/admin_utils.py",
 )
 
 
@@ -85,9 +91,13 @@ def pick_objects():
     rare_type = EventType.objects.get(name="webhookhub.test")
     last_id = Event.objects.order_by("-pk").values_list("pk", flat=True).first()
     middle_event = Event.objects.filter(pk__gte=last_id // 2).order_by("pk").first()
-    two_days_ago = Event.objects.filter(
-        created_at__lte=timezone.now() - timedelta(days=2), event_type=common_type
-    ).order_by("-created_at", "-id").first()
+    two_days_ago = (
+        Event.objects.filter(
+            created_at__lte=timezone.now() - timedelta(days=2), event_type=common_type
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
     email = two_days_ago.payload[next(iter(two_days_ago.payload))]["customer"]["email"]
     recent = Event.objects.filter(pk__gte=last_id - 50_000)
     event_two = (
@@ -109,9 +119,7 @@ def pick_objects():
         .first()
     )
     dead = Delivery.objects.filter(status="dead", attempt_count=8).order_by("-pk").first()
-    one_attempt = Delivery.objects.filter(status="succeeded", attempt_count=1).order_by("-pk")[
-        1000
-    ]
+    one_attempt = Delivery.objects.filter(status="succeeded", attempt_count=1).order_by("-pk")[1000]
     recent_delivery = Delivery.objects.order_by("-pk")[5000]
     return {
         "endpoint": busiest_endpoint.pk,
@@ -144,51 +152,152 @@ def page_list(ids):
         ("dashboard (cold)", f"{a}/", "dashboard_cold", None, "cache entry deleted each run"),
         ("dashboard (warm)", f"{a}/", "dashboard_warm", None, "figures cached (30 s)"),
         ("endpoints", ep, "changelist", "endpoints.endpoint", ""),
-        ("endpoints enabled=0", ep + q({"enabled__exact": 0}), "changelist", "endpoints.endpoint", ""),
-        ("endpoints circuit open", ep + q({"circuit_state__in": "open,half_open"}), "changelist",
-         "endpoints.endpoint", ""),
+        (
+            "endpoints enabled=0",
+            ep + q({"enabled__exact": 0}),
+            "changelist",
+            "endpoints.endpoint",
+            "",
+        ),
+        (
+            "endpoints circuit open",
+            ep + q({"circuit_state__in": "open,half_open"}),
+            "changelist",
+            "endpoints.endpoint",
+            "",
+        ),
         ("partners", f"{a}/endpoints/partner/", "changelist", "endpoints.partner", ""),
         ("api tokens", f"{a}/endpoints/apitoken/", "changelist", "endpoints.apitoken", ""),
         ("events", e, "changelist", "events.event", ""),
-        ("events type=common", e + q({"event_type__id__exact": ids["common_type"]}), "changelist",
-         "events.event", ids["common_type_name"]),
-        ("events type=rare", e + q({"event_type__id__exact": ids["rare_type"]}), "changelist",
-         "events.event", f"{ids['rare_type_name']} (extra)"),
-        ("events partner", e + q({"partner__id__exact": ids["partner"]}), "changelist",
-         "events.event", "busiest partner"),
-        ("events q=evt_id", e + q({"q": ids["event_public_id"]}), "changelist", "events.event",
-         ids["event_public_id"]),
-        ("events q=payload:", e + q({"q": f"payload:{ids['payload_text']}"}), "changelist",
-         "events.event", ids["payload_text"]),
-        ("events q=partner name", e + q({"q": ids["partner_name"]}), "changelist",
-         "events.event", f"{ids['partner_name']} (extra)"),
+        (
+            "events type=common",
+            e + q({"event_type__id__exact": ids["common_type"]}),
+            "changelist",
+            "events.event",
+            ids["common_type_name"],
+        ),
+        (
+            "events type=rare",
+            e + q({"event_type__id__exact": ids["rare_type"]}),
+            "changelist",
+            "events.event",
+            f"{ids['rare_type_name']} (extra)",
+        ),
+        (
+            "events partner",
+            e + q({"partner__id__exact": ids["partner"]}),
+            "changelist",
+            "events.event",
+            "busiest partner",
+        ),
+        (
+            "events q=evt_id",
+            e + q({"q": ids["event_public_id"]}),
+            "changelist",
+            "events.event",
+            ids["event_public_id"],
+        ),
+        (
+            "events q=payload:",
+            e + q({"q": f"payload:{ids['payload_text']}"}),
+            "changelist",
+            "events.event",
+            ids["payload_text"],
+        ),
+        (
+            "events q=partner name",
+            e + q({"q": ids["partner_name"]}),
+            "changelist",
+            "events.event",
+            f"{ids['partner_name']} (extra)",
+        ),
         ("event types", f"{a}/events/eventtype/", "changelist", "events.eventtype", ""),
         ("deliveries", d, "changelist", "deliveries.delivery", ""),
-        ("deliveries status=dead", d + q({"status__exact": "dead"}), "changelist",
-         "deliveries.delivery", ""),
-        ("deliveries status in retrying,dead", d + q({"status__in": "retrying,dead"}),
-         "changelist", "deliveries.delivery", ""),
-        ("deliveries endpoint", d + q({"endpoint__id__exact": ids["endpoint"]}), "changelist",
-         "deliveries.delivery", "busiest endpoint"),
-        ("deliveries event type=common", d + q({"event__event_type__id__exact": ids["common_type"]}),
-         "changelist", "deliveries.delivery", ids["common_type_name"]),
-        ("deliveries event type=rare", d + q({"event__event_type__id__exact": ids["rare_type"]}),
-         "changelist", "deliveries.delivery", f"{ids['rare_type_name']} (extra)"),
-        ("deliveries created 7d", d + q({"created_at__gte": ids["seven_days_ago"]}), "changelist",
-         "deliveries.delivery", ids["seven_days_ago"]),
-        ("deliveries q=dlv_id", d + q({"q": ids["delivery_public_id"]}), "changelist",
-         "deliveries.delivery", f"{ids['delivery_public_id']} (extra)"),
-        ("event change (2 deliveries)", f"{e}{ids['event_two_deliveries']}/change/", "change",
-         None, ""),
-        ("event change (1 delivery)", f"{e}{ids['event_one_delivery']}/change/", "change",
-         None, "(extra: query count vs 2 deliveries)"),
-        ("delivery change (8 attempts)", f"{d}{ids['delivery_8_attempts']}/change/", "change",
-         None, "dead"),
-        ("delivery change (1 attempt)", f"{d}{ids['delivery_1_attempt']}/change/", "change",
-         None, "(extra: query count vs 8 attempts)"),
+        (
+            "deliveries status=dead",
+            d + q({"status__exact": "dead"}),
+            "changelist",
+            "deliveries.delivery",
+            "",
+        ),
+        (
+            "deliveries status in retrying,dead",
+            d + q({"status__in": "retrying,dead"}),
+            "changelist",
+            "deliveries.delivery",
+            "",
+        ),
+        (
+            "deliveries endpoint",
+            d + q({"endpoint__id__exact": ids["endpoint"]}),
+            "changelist",
+            "deliveries.delivery",
+            "busiest endpoint",
+        ),
+        (
+            "deliveries event type=common",
+            d + q({"event__event_type__id__exact": ids["common_type"]}),
+            "changelist",
+            "deliveries.delivery",
+            ids["common_type_name"],
+        ),
+        (
+            "deliveries event type=rare",
+            d + q({"event__event_type__id__exact": ids["rare_type"]}),
+            "changelist",
+            "deliveries.delivery",
+            f"{ids['rare_type_name']} (extra)",
+        ),
+        (
+            "deliveries created 7d",
+            d + q({"created_at__gte": ids["seven_days_ago"]}),
+            "changelist",
+            "deliveries.delivery",
+            ids["seven_days_ago"],
+        ),
+        (
+            "deliveries q=dlv_id",
+            d + q({"q": ids["delivery_public_id"]}),
+            "changelist",
+            "deliveries.delivery",
+            f"{ids['delivery_public_id']} (extra)",
+        ),
+        (
+            "event change (2 deliveries)",
+            f"{e}{ids['event_two_deliveries']}/change/",
+            "change",
+            None,
+            "",
+        ),
+        (
+            "event change (1 delivery)",
+            f"{e}{ids['event_one_delivery']}/change/",
+            "change",
+            None,
+            "(extra: query count vs 2 deliveries)",
+        ),
+        (
+            "delivery change (8 attempts)",
+            f"{d}{ids['delivery_8_attempts']}/change/",
+            "change",
+            None,
+            "dead",
+        ),
+        (
+            "delivery change (1 attempt)",
+            f"{d}{ids['delivery_1_attempt']}/change/",
+            "change",
+            None,
+            "(extra: query count vs 8 attempts)",
+        ),
         ("endpoint change", f"{ep}{ids['endpoint']}/change/", "change", None, "busiest endpoint"),
-        ("partner change", f"{a}/endpoints/partner/{ids['partner']}/change/", "change", None,
-         "busiest partner"),
+        (
+            "partner change",
+            f"{a}/endpoints/partner/{ids['partner']}/change/",
+            "change",
+            None,
+            "busiest partner",
+        ),
     ]
 
 
@@ -294,13 +403,20 @@ def short(sql: str, n: int = 90) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", action="append", default=[],
-                        help="measure only pages whose name contains this (repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="measure only pages whose name contains this (repeatable)",
+    )
     parser.add_argument("--label", default="", help="stored in the JSON (e.g. 'with index X')")
     parser.add_argument("--limit-ms", type=float, default=300.0)
     parser.add_argument("--no-explain", action="store_true")
-    parser.add_argument("--explain-all", action="store_true",
-                        help="EXPLAIN the slowest query of every page, not only slow pages")
+    parser.add_argument(
+        "--explain-all",
+        action="store_true",
+        help="EXPLAIN the slowest query of every page, not only slow pages",
+    )
     args = parser.parse_args()
 
     benchenv.setup_django()
@@ -320,9 +436,7 @@ def main():
             "deliveries_delivery), (SELECT count(*) FROM deliveries_deliveryattempt), "
             "version(), current_setting('shared_buffers'), current_setting('work_mem')"
         )
-        n_events, n_deliveries, n_attempts, pg_version, shared_buffers, work_mem = (
-            cursor.fetchone()
-        )
+        n_events, n_deliveries, n_attempts, pg_version, shared_buffers, work_mem = cursor.fetchone()
     code_before = code_fingerprint()
     indexes = schema_indexes()
     candidates = [i for i in indexes if i.startswith("bench_")]
@@ -332,9 +446,12 @@ def main():
     if args.only:
         pages = [p for p in pages if any(o in p[0] for o in args.only)]
 
-    print(f"{benchenv.DB_NAME}: {n_events:,} events, {n_deliveries:,} deliveries, "
-          f"{n_attempts:,} attempts; {pg_version.split(',')[0]}, shared_buffers "
-          f"{shared_buffers}, work_mem {work_mem}", flush=True)
+    print(
+        f"{benchenv.DB_NAME}: {n_events:,} events, {n_deliveries:,} deliveries, "
+        f"{n_attempts:,} attempts; {pg_version.split(',')[0]}, shared_buffers "
+        f"{shared_buffers}, work_mem {work_mem}",
+        flush=True,
+    )
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     results = []
     for name, url, kind, model_label, note in pages:
@@ -342,9 +459,12 @@ def main():
         r["note"] = note
         r["over_limit"] = r["median_ms"] > args.limit_ms
         results.append(r)
-        print(f"  {name:<36} median {r['median_ms']:>8.1f} ms  max {r['max_ms']:>8.1f} ms  "
-              f"{r['queries']:>3} queries  slowest {r['slowest'][0]['ms'] if r['slowest'] else 0:.1f} ms"
-              f"{'  OVER' if r['over_limit'] else ''}", flush=True)
+        print(
+            f"  {name:<36} median {r['median_ms']:>8.1f} ms  max {r['max_ms']:>8.1f} ms  "
+            f"{r['queries']:>3} queries  slowest {r['slowest'][0]['ms'] if r['slowest'] else 0:.1f} ms"
+            f"{'  OVER' if r['over_limit'] else ''}",
+            flush=True,
+        )
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     code_after = code_fingerprint()
     if code_after != code_before:
@@ -360,12 +480,15 @@ def main():
                 if query["ms"] < 20 and not (args.explain_all and n == 0):
                     continue
                 plan = explain(query["sql"])
-                plans.append({"page": r["name"], "query_ms": query["ms"], "sql": query["sql"],
-                              "plan": plan})
+                plans.append(
+                    {"page": r["name"], "query_ms": query["ms"], "sql": query["sql"], "plan": plan}
+                )
 
     # ---- table
-    cols = f"{'page':<36} {'median':>8} {'max':>8} {'queries':>7} {'q@20':>5} {'rows':>5} " \
-           f"{'slowest q':>9}  slowest query"
+    cols = (
+        f"{'page':<36} {'median':>8} {'max':>8} {'queries':>7} {'q@20':>5} {'rows':>5} "
+        f"{'slowest q':>9}  slowest query"
+    )
     lines = [cols, "-" * len(cols)]
     for r in results:
         slow = r["slowest"][0] if r["slowest"] else {"ms": 0, "sql": ""}
@@ -376,9 +499,11 @@ def main():
             f"{'   <-- OVER ' + str(int(args.limit_ms)) + ' ms' if r['over_limit'] else ''}"
         )
     lines.append("")
-    lines.append(f"times in ms, median and max of {args.runs} runs after a warm-up; 'queries' "
-                 f"at 100 rows per page, 'q@20' with list_per_page={LIST_PER_PAGE_PROBE}; "
-                 f"load average {' '.join(load_before)} -> {' '.join(load_after)}")
+    lines.append(
+        f"times in ms, median and max of {args.runs} runs after a warm-up; 'queries' "
+        f"at 100 rows per page, 'q@20' with list_per_page={LIST_PER_PAGE_PROBE}; "
+        f"load average {' '.join(load_before)} -> {' '.join(load_after)}"
+    )
     table = "\n".join(lines)
     print()
     print(table)
@@ -390,8 +515,7 @@ def main():
         "label": args.label,
         "database": benchenv.DB_NAME,
         "rows": {"events": n_events, "deliveries": n_deliveries, "attempts": n_attempts},
-        "postgres": {"version": pg_version, "shared_buffers": shared_buffers,
-                     "work_mem": work_mem},
+        "postgres": {"version": pg_version, "shared_buffers": shared_buffers, "work_mem": work_mem},
         "limit_ms": args.limit_ms,
         "runs": args.runs,
         "loadavg_before": load_before,

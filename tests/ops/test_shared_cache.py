@@ -16,6 +16,7 @@ def test_migrations_create_the_shared_cache_table(settings):
             "LOCATION": "webhookhub_cache_test",
         },
     }
+
     class Editor:  # what RunPython hands over: only the connection is used
         pass
 

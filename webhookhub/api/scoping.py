@@ -35,7 +35,9 @@ def scope_queryset(queryset: QuerySet, client) -> QuerySet:
     """`queryset` narrowed to what `client` (an `ApiClient`) may see."""
     if queryset.model not in SCOPED_MODELS:  # fail closed, whatever the role
         raise LookupError(f"No partner scope is defined for {queryset.model.__name__}.")
-    if client.partner is not None:
+    if client.is_partner:
+        if client.partner is None:  # cannot happen (a DB constraint), but never widen
+            return queryset.none()
         return queryset.filter(partner_scope(queryset.model, client.partner))
     return queryset
 
