@@ -17,7 +17,7 @@ from events.models import Event, EventType
 from events.selectors import endpoint_ids_for_event
 from webhookhub.admin_utils import CappedCountPaginator, actor
 
-PAYLOAD_SEARCH_WINDOW = timedelta(days=7)
+PAYLOAD_SEARCH_WINDOW = timedelta(days=1)
 
 
 @admin.register(EventType)
@@ -132,7 +132,7 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ("=public_id", "=idempotency_key", "event_type__name", "partner__name")
     search_help_text = (
         "An evt_… id, an idempotency key, a type or a partner. "
-        "payload:TEXT searches the payloads of the last 7 days."
+        "payload:TEXT searches the payloads of the last 24 hours."
     )
     readonly_fields = (
         "public_id",
