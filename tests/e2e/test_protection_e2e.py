@@ -84,9 +84,11 @@ def test_rate_limit_holds_across_two_clusters(event_types, receiver, start_clust
     times = sorted(r.started_at for r in receiver.requests)
     assert len(times) == 200
     assert times[-1] - times[0] >= 9.0, "200 at 20/s (burst of 10) take at least 9.5 s"
-    # Never early: in any window of w seconds at most 10 (burst) + 20 * w requests.
+    # Never early: in any window of w seconds at most 10 (burst) + 20 * w requests. The
+    # bucket is charged when a worker claims a batch; the requests of a batch start a
+    # little later (up to ~0.25 s on a loaded machine), hence the slack on w.
     for i, j in itertools.combinations(range(200), 2):
-        window = times[j] - times[i]
+        window = times[j] - times[i] + 0.25
         assert j - i + 1 <= 10 + 20 * window + 1, (i, j, window)
 
 
