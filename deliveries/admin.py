@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.services import deliveries_cancel, deliveries_retry_now
-from webhookhub.admin_utils import CappedCountPaginator, actor
+from webhookhub.admin_utils import HistoryAdminMixin, actor
 
 STATUS_COLOURS = {
     DeliveryStatus.SUCCEEDED: "#2e7d32",
@@ -88,7 +88,7 @@ class PartnerFilter(admin.RelatedFieldListFilter):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = (
         "public_id",
         "status_badge",
@@ -131,21 +131,6 @@ class DeliveryAdmin(admin.ModelAdmin):
     fields = readonly_fields
     inlines = [AttemptInline]
     actions = ["retry_now", "cancel"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-    ordering = ("-created_at", "-id")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_replay_permission(self, request):
-        return request.user.has_perm("deliveries.replay_delivery")
 
     def get_search_results(self, request, queryset, search_term):
         """A dlv_ id, or an evt_ id resolved to its event first: index lookups only."""

@@ -15,7 +15,7 @@ from deliveries.services import event_replay
 from endpoints.models import Endpoint, Partner
 from events.models import Event, EventType
 from events.selectors import endpoint_ids_for_event
-from webhookhub.admin_utils import CappedCountPaginator, actor
+from webhookhub.admin_utils import HistoryAdminMixin, actor
 
 PAYLOAD_SEARCH_WINDOW = timedelta(days=1)
 
@@ -118,7 +118,7 @@ class ReplayForm(forms.Form):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = (
         "public_id",
         "event_type",
@@ -148,21 +148,6 @@ class EventAdmin(admin.ModelAdmin):
     fields = readonly_fields
     inlines = [DeliveryInline]
     actions = ["replay"]
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-    ordering = ("-created_at", "-id")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_replay_permission(self, request):
-        return request.user.has_perm("deliveries.replay_delivery")
 
     def get_queryset(self, request):
         # Correlated subqueries: evaluated for the rows on the page only, not the table.

@@ -38,3 +38,24 @@ class CappedCountPaginator(Paginator):
             sql, params = query.query.sql_with_params()
             cursor.execute(f"SELECT COUNT(*) FROM ({sql}) AS capped", params)  # noqa: S608
             return cursor.fetchone()[0]
+
+
+class HistoryAdminMixin:
+    """Events and deliveries are history: nobody adds, edits or deletes them in the
+    admin; lists are newest first and never count the whole table."""
+
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    ordering = ("-created_at", "-id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_replay_permission(self, request):
+        return request.user.has_perm("deliveries.replay_delivery")

@@ -4,13 +4,12 @@ database) and clients that send them as `Authorization: Bearer …`."""
 import pytest
 from django.conf import settings
 from django.core.cache import caches
-from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
-from deliveries import engine
 from endpoints.models import ApiToken
 from endpoints.services import api_token_create
 from tests.factories import PartnerFactory
+from tests.queue import run_queue  # noqa: F401  (used by tests importing it from here)
 
 
 def pytest_configure(config):
@@ -37,18 +36,6 @@ def client_for(raw: str | None) -> APIClient:
     if raw:
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return client
-
-
-def run_queue() -> int:
-    """Run what the broker holds, as a worker would (the engine, not a mock)."""
-    ran = 0
-    for row in OrmQ.objects.order_by("id"):
-        task = row.task
-        row.delete()
-        if task["func"] == "deliveries.tasks.deliver":
-            engine.deliver(task["args"][0], token=task["kwargs"].get("token"))
-            ran += 1
-    return ran
 
 
 @pytest.fixture

@@ -22,21 +22,10 @@ from deliveries.services import (
 )
 from events.services import publish
 from tests.factories import PartnerFactory, make_endpoint
+from tests.queue import run_queue
 from tests.receiver import Response
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_queue():
-    """Run what the broker holds, as a worker would (the engine, not a mock)."""
-    ran = 0
-    for row in OrmQ.objects.order_by("id"):
-        task = row.task
-        row.delete()
-        if task["func"] == "deliveries.tasks.deliver":
-            engine.deliver(task["args"][0], token=task["kwargs"].get("token"))
-            ran += 1
-    return ran
 
 
 def dead_delivery(endpoint, receiver):

@@ -14,20 +14,8 @@ import requests
 from django.db import connection
 from django_q.models import OrmQ
 
-from deliveries import engine
 from tests.e2e.conftest import ROOT, Cluster, database_url, start_cluster, wait_until  # noqa: F401
-
-
-def run_queue() -> int:
-    """Run what the ORM broker holds, as a worker would (the engine, not a mock)."""
-    ran = 0
-    for row in OrmQ.objects.order_by("id"):
-        task = row.task
-        row.delete()
-        if task["func"] == "deliveries.tasks.deliver":
-            engine.deliver(task["args"][0], token=task["kwargs"].get("token"))
-            ran += 1
-    return ran
+from tests.queue import run_queue  # noqa: F401  (used by tests importing it from here)
 
 
 def queued_ids() -> list[int]:
