@@ -1,7 +1,9 @@
-"""First-run setup for `make run`: write a local .env with freshly generated keys.
+"""First-run setup: write a local .env with freshly generated keys.
 
-Runs before Django is configured (settings need SECRET_KEY), so it uses only the
-standard library and cryptography. Never overwrites an existing .env.
+`make run` calls it, and so do the settings when they find no SECRET_KEY at all (a bare
+checkout running `manage.py check` or `migrate`): every process of the checkout then
+reads the same keys. Runs before Django is configured, so it uses only the standard
+library and cryptography. Never overwrites an existing .env.
 """
 
 import secrets
@@ -13,10 +15,11 @@ from cryptography.fernet import Fernet
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def main() -> int:
+def write_local_env() -> bool:
+    """Create .env with new keys for local use; False if one exists already."""
     env_file = BASE_DIR / ".env"
     if env_file.exists():
-        return 0
+        return False
     env_file.write_text(
         "# Written by `make run` for local use. Never commit this file.\n"
         f"SECRET_KEY={secrets.token_urlsafe(50)}\n"
@@ -28,7 +31,13 @@ def main() -> int:
         "LOG_FORMAT=plain\n"
     )
     env_file.chmod(0o600)
-    print(f"Wrote {env_file} with a new SECRET_KEY and WEBHOOKHUB_ENCRYPTION_KEY.")
+    # stderr: commands whose output scripts read (e.g. create_api_token) stay clean.
+    print(f"Wrote {env_file} with a new SECRET_KEY and WEBHOOKHUB_ENCRYPTION_KEY.", file=sys.stderr)
+    return True
+
+
+def main() -> int:
+    write_local_env()
     return 0
 
 

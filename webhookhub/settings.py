@@ -13,6 +13,12 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+if not os.environ.get("SECRET_KEY"):
+    # No configuration at all (a fresh checkout): write the local .env `make run` would
+    # write, so that every process of this checkout shares the same generated keys.
+    from webhookhub.bootstrap import write_local_env
+
+    write_local_env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR", None) == "":
     # An empty value (e.g. copied from .env.example) would make prometheus_client write
@@ -25,8 +31,7 @@ if not SECRET_KEY:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(
-        "SECRET_KEY is not set. Run `make run` once (it writes a local .env) or set it "
-        "in the environment; see .env.example."
+        "SECRET_KEY is not set: set it in the environment or in .env (see .env.example)."
     )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
