@@ -145,24 +145,6 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
             ), False
         return queryset.filter(public_id=term), False
 
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        statuses = request.GET.get("status__in")
-        if statuses:  # the dashboard links to several statuses at once
-            queryset = queryset.filter(status__in=statuses.split(","))
-        return queryset
-
-    def get_changelist(self, request, **kwargs):
-        changelist = super().get_changelist(request, **kwargs)
-
-        class DeliveryChangeList(changelist):
-            def get_filters_params(self, params=None):
-                params = super().get_filters_params(params)
-                params.pop("status__in", None)  # handled in get_queryset
-                return params
-
-        return DeliveryChangeList
-
     @admin.display(description="Status", ordering="status")
     def status_badge(self, delivery):
         return format_html(

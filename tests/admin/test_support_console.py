@@ -369,3 +369,11 @@ def test_search_finds_events_and_deliveries_by_id_key_type_partner_and_payload(
     deliveries_url = reverse("admin:deliveries_delivery_changelist")
     assert delivery.public_id in found(deliveries_url, delivery.public_id)
     assert delivery.public_id in found(deliveries_url, paid.public_id)
+
+
+def test_dashboard_link_to_several_statuses_filters_the_deliveries(admin_client, failing):
+    _, dead = failing
+    waiting = publish("order.paid", {"n": 3}).deliveries.get()
+    url = reverse("admin:deliveries_delivery_changelist")
+    page = admin_client.get(url, {"status__in": "retrying,dead"}).content.decode()
+    assert dead.public_id in page and waiting.public_id not in page
