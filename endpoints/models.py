@@ -188,14 +188,20 @@ class Endpoint(models.Model):
 
         validate_endpoint_fields(self)
 
+    def previous_secrets_in_force(self, now: datetime | None = None) -> list[dict]:
+        """Rotated-out secrets whose grace period has not ended yet."""
+        now = now or timezone.now()
+        return [
+            old
+            for old in self.previous_secrets or []
+            if datetime.fromisoformat(old["expires_at"]) > now
+        ]
+
     def active_secrets(self, now: datetime | None = None) -> list[str]:
         """Secrets that sign a delivery sent now: the current one first."""
-        now = now or timezone.now()
-        active = [self.signing_secret]
-        for old in self.previous_secrets or []:
-            if datetime.fromisoformat(old["expires_at"]) > now:
-                active.append(old["secret"])
-        return active
+        return [self.signing_secret] + [
+            old["secret"] for old in self.previous_secrets_in_force(now)
+        ]
 
 
 class Subscription(models.Model):

@@ -173,11 +173,7 @@ def endpoint_rotate_secret(
         raise ValidationError({"grace": "The grace period must be between 0 and 7 days."})
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
     now = timezone.now()
-    keep = [
-        old
-        for old in (endpoint.previous_secrets or [])
-        if datetime.fromisoformat(old["expires_at"]) > now
-    ]
+    keep = endpoint.previous_secrets_in_force(now)
     if grace > timedelta(0):
         keep.insert(0, {"secret": endpoint.signing_secret, "expires_at": (now + grace).isoformat()})
     endpoint.previous_secrets = keep[:MAX_PREVIOUS_SECRETS] or None
@@ -194,11 +190,7 @@ def endpoints_purge_expired_secrets() -> int:
     for pk in Endpoint.objects.filter(previous_secrets__isnull=False).values_list("pk", flat=True):
         with transaction.atomic():
             endpoint = Endpoint.objects.select_for_update().get(pk=pk)
-            keep = [
-                old
-                for old in endpoint.previous_secrets or []
-                if datetime.fromisoformat(old["expires_at"]) > now
-            ]
+            keep = endpoint.previous_secrets_in_force(now)
             if len(keep) != len(endpoint.previous_secrets or []):
                 endpoint.previous_secrets = keep or None
                 endpoint.save(update_fields=["previous_secrets", "updated_at"])
