@@ -125,7 +125,12 @@ def event_publish(
 
     with transaction.atomic():
         try:
-            with transaction.atomic():
+            if idempotency_key:
+                # A savepoint only where the insert may collide with a concurrent
+                # publisher's key: after the error the transaction must go on.
+                with transaction.atomic():
+                    event.save(force_insert=True)
+            else:
                 event.save(force_insert=True)
         except IntegrityError:
             # Another publisher inserted the same idempotency key first (the unique
