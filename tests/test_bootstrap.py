@@ -45,3 +45,16 @@ def test_manage_py_check_runs_on_a_bare_checkout(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (checkout / ".env").exists()
+
+    # A deployment (DATABASE_URL set) that forgot SECRET_KEY fails loudly instead.
+    (checkout / ".env").unlink()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=checkout,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgres://nobody@127.0.0.1:1/x"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "SECRET_KEY is not set" in result.stderr
+    assert not (checkout / ".env").exists()

@@ -13,9 +13,10 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if not os.environ.get("SECRET_KEY"):
-    # No configuration at all (a fresh checkout): write the local .env `make run` would
-    # write, so that every process of this checkout shares the same generated keys.
+if not os.environ.get("SECRET_KEY") and not os.environ.get("DATABASE_URL"):
+    # No configuration at all (a fresh checkout, embedded SQLite): write the local .env
+    # `make run` would write, so every process of this checkout shares the generated
+    # keys. A deployment (DATABASE_URL set) without SECRET_KEY still fails loudly below.
     from webhookhub.bootstrap import write_local_env
 
     write_local_env()
