@@ -23,15 +23,23 @@ METADATA_ADDRESSES = frozenset(
 )
 METADATA_HOSTNAMES = frozenset({"metadata.google.internal", "metadata"})
 LOCAL_HOSTNAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-# Ranges Python's ipaddress does not flag as private but that route to internal hosts.
+# Ranges to refuse besides what `ipaddress` does not call global: some Python versions
+# predate the newest special-purpose registrations, and these route to internal hosts.
 EXTRA_BLOCKED_NETWORKS = (
     ipaddress.ip_network("100.64.0.0/10"),  # carrier-grade NAT
     ipaddress.ip_network("192.0.0.0/24"),
     ipaddress.ip_network("192.88.99.0/24"),  # 6to4 relay anycast
-    ipaddress.ip_network("64:ff9b::/96"),  # NAT64
-    ipaddress.ip_network("64:ff9b:1::/48"),
-    ipaddress.ip_network("2002::/16"),  # 6to4
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64 (RFC 6052)
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215)
+    ipaddress.ip_network("2002::/16"),  # 6to4 (RFC 3056)
+    ipaddress.ip_network("2001::/32"),  # Teredo (RFC 4380)
+    ipaddress.ip_network("3fff::/20"),  # documentation (RFC 9637)
+    ipaddress.ip_network("5f00::/16"),  # SRv6 SIDs (RFC 9602)
 )
+# IPv6 forms that carry an IPv4 address a gateway may connect to (SPEC §5: a metadata
+# address must be refused in any of them, even when private targets are allowed).
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 MAX_URL_LENGTH = 2000
 
 
@@ -39,20 +47,39 @@ class UnsafeURLError(ValueError):
     """The URL or the address it resolves to is not an allowed webhook target."""
 
 
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped, IPv4-compatible, 6to4,
+    NAT64 (well-known and local-use prefixes) and Teredo (server and client)."""
+    found = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if any(ip in net for net in _NAT64) or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
 def check_address(address: str, *, allow_private: bool) -> None:
     """Refuse an IP address webhook traffic must not reach.
 
-    Loopback, private, link-local, multicast, reserved and unspecified addresses are
-    refused unless `allow_private`; metadata addresses are refused always.
+    Unless `allow_private`, only global unicast addresses pass: loopback, private,
+    link-local, multicast, reserved, unspecified and every other special-purpose range
+    (anything `ipaddress` does not call global, plus `EXTRA_BLOCKED_NETWORKS`) are
+    refused. Metadata addresses are refused always, also when embedded in an IPv6 form.
     """
     try:
         ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
     except ValueError:
         raise UnsafeURLError(f"{address!r} is not an IP address") from None
+    embedded = embedded_ipv4(ip) if ip.version == 6 else []
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip in METADATA_ADDRESSES:
-        raise UnsafeURLError(f"{ip} is a cloud metadata address")
+    for candidate in (ip, *embedded):
+        if candidate in METADATA_ADDRESSES:
+            raise UnsafeURLError(f"{address} is a cloud metadata address")
     if allow_private:
         return
     if ip.is_loopback:
@@ -63,6 +90,11 @@ def check_address(address: str, *, allow_private: bool) -> None:
         raise UnsafeURLError(f"{ip} is not a public unicast address")
     if ip.is_private or any(ip in net for net in EXTRA_BLOCKED_NETWORKS):
         raise UnsafeURLError(f"{ip} is a private address")
+    if not ip.is_global:
+        raise UnsafeURLError(f"{ip} is in a special-purpose range, not a public address")
+    for inner in embedded:  # e.g. a NAT64 gateway would dial this IPv4 address
+        if not inner.is_global:
+            raise UnsafeURLError(f"{address} embeds {inner}, which is not a public address")
 
 
 def check_url(url: str, *, allow_private: bool, require_https: bool = False) -> None:

@@ -80,3 +80,72 @@ def test_resolved_addresses(address, allow_private, refused):
             check_address(address, allow_private=allow_private)
     else:
         check_address(address, allow_private=allow_private)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "3fff::1",  # RFC 9637 documentation range (F8)
+        "3fff:fff:ffff::1",
+        "5f00::1",  # SRv6 SIDs
+        "2001:db8::1",  # documentation
+        "198.18.0.1",  # benchmarking
+        "192.0.2.1",  # TEST-NET-1
+        "240.0.0.1",
+        "100::1",  # discard-only
+        "64:ff9b::808:808",  # NAT64 of a public address: still a gateway
+        "2002:808:808::1",  # 6to4
+        "2001::1",  # Teredo
+        "::808:808",  # IPv4-compatible (deprecated)
+    ],
+)
+def test_only_global_unicast_addresses_pass(address):
+    with pytest.raises(UnsafeURLError, match="private|not a public|special-purpose"):
+        check_address(address, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "::ffff:a9fe:a9fe",
+        "64:ff9b::a9fe:a9fe",  # NAT64, well-known prefix (F9)
+        "64:ff9b::169.254.169.254",
+        "64:ff9b:1::a9fe:a9fe",  # NAT64, local-use prefix
+        "2002:a9fe:a9fe::",  # 6to4 (F9)
+        "2002:a9fe:a9fe:1::5",
+        "::a9fe:a9fe",  # IPv4-compatible (F9)
+        "::169.254.169.254",
+        "2001:0:a9fe:a9fe::1",  # Teredo, metadata as the server address
+        "2001:0:4136:e378:8000:63bf:5601:5601",  # Teredo, 169.254.169.254 as the client
+        "fd00:ec2::254",
+        "::ffff:100.100.100.200",
+        "64:ff9b::a9fe:aa02",  # ECS task metadata 169.254.170.2 through NAT64
+    ],
+)
+@pytest.mark.parametrize("allow_private", [True, False])
+def test_metadata_address_is_refused_in_every_ipv6_form(address, allow_private):
+    with pytest.raises(UnsafeURLError, match="metadata"):
+        check_address(address, allow_private=allow_private)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[64:ff9b::a9fe:a9fe]/", "http://[2002:a9fe:a9fe::]/", "http://[::a9fe:a9fe]/"],
+)
+def test_metadata_urls_in_ipv6_forms_are_refused_at_save_even_with_private_allowed(url):
+    with pytest.raises(UnsafeURLError, match="metadata"):
+        check_url(url, allow_private=True)
+
+
+def test_rfc9637_url_is_refused_at_save():
+    with pytest.raises(UnsafeURLError, match="private"):
+        check_url("http://[3fff::1]/", allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:10.0.0.1", "3fff::1"]
+)
+def test_embedded_forms_of_ordinary_addresses_pass_when_private_targets_are_allowed(address):
+    check_address(address, allow_private=True)
