@@ -4,18 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test setup lint bench clean lock lock-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+# Installs are constrained by constraints.txt (every transitive version pinned, see its
+# header); a change to it or to requirements*.txt reinstalls.
+$(VENV)/.runtime: requirements.txt constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+$(VENV)/.dev: requirements.txt requirements-dev.txt constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
 ## Set everything up on first use (venv, .env with fresh keys, database, demo data,
@@ -42,6 +44,25 @@ lint: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## Regenerate constraints.txt after changing requirements*.txt: resolve
+## requirements-dev.txt in a scratch venv, check it, freeze it under the file's header.
+lock:
+	set -e; scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	$(PYTHON) -m venv "$$scratch"; \
+	"$$scratch/bin/pip" install --quiet -r requirements-dev.txt; \
+	"$$scratch/bin/pip" check; \
+	{ sed '/^[^#]/,$$d' constraints.txt; "$$scratch/bin/pip" freeze; } > constraints.txt.new; \
+	mv constraints.txt.new constraints.txt
+
+## Fail when the dev venv differs from constraints.txt: a package it does not pin (added
+## to requirements*.txt without `make lock`), another version, or a broken requirement.
+lock-check: $(VENV)/.dev
+	$(BIN)/pip check
+	grep -v '^#' constraints.txt | grep . | sort > $(VENV)/.lock-expected
+	$(BIN)/pip freeze | sort > $(VENV)/.lock-installed
+	diff -u $(VENV)/.lock-expected $(VENV)/.lock-installed || \
+	  { echo "the venv does not match constraints.txt: run 'make lock' and commit it" >&2; exit 1; }
 
 clean:
 	rm -rf $(VENV) db.sqlite3 var/test*.sqlite3 var/prometheus
