@@ -12,13 +12,17 @@ from functools import lru_cache
 
 from django.conf import settings
 
-# KEYS[1] bucket key; ARGV: rate, now (s), wanted, capacity. Returns
-# {granted, tokens_left*1000}.
+# KEYS[1] bucket key; ARGV: rate, wanted, capacity. Returns {granted, tokens_left*1000}.
+# The clock is Redis's own TIME, not the caller's: workers on machines whose clocks
+# disagree share one bucket, and one running ahead would otherwise stamp the bucket in
+# the future and starve the others (or, behind, refill it early). Calling TIME before a
+# write is allowed since scripts replicate their effects (the only mode in Redis 7).
 _TAKE_LUA = """
 local rate = tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
-local wanted = tonumber(ARGV[3])
-local capacity = tonumber(ARGV[4])
+local wanted = tonumber(ARGV[2])
+local capacity = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or capacity
 local ts = tonumber(state[2]) or now
@@ -49,6 +53,7 @@ def take(endpoint, wanted: int, *, now: datetime) -> list[float]:
 
     Waits for the requests over the limit are spread at the bucket's rate, so they come
     back when a token should be there for each (they still compete for it then).
+    `now` is the clock of the bucket in the endpoint row; a Redis bucket uses Redis's.
     """
     rate = float(endpoint.rate_limit_per_second or 0)
     if rate <= 0 or wanted <= 0:
@@ -57,7 +62,7 @@ def take(endpoint, wanted: int, *, now: datetime) -> list[float]:
     if settings.REDIS_URL:
         granted, left_milli = _redis_script()(
             keys=[f"webhookhub:rate:{endpoint.pk}"],
-            args=[rate, now.timestamp(), wanted, capacity],
+            args=[rate, wanted, capacity],
         )
         left = left_milli / 1000
     else:
