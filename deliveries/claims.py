@@ -13,8 +13,9 @@ id order) and each candidate is admitted, deferred or held:
   flight; the others are held until the head succeeds, dies or is cancelled;
 - concurrency cap (`max_in_flight`) and rate limit → the excess is deferred briefly.
 
-Test events (`webhookhub.test`, sent on demand) always go: they are how support checks
-a disabled endpoint or one whose circuit is open.
+Test events (`webhookhub.test`, sent on demand) always go, past every gate including
+the rate limit: they are how support checks a disabled endpoint or one whose circuit is
+open. A test whose lease expired (its worker died) is never claimed again.
 
 Deferring never counts as an attempt.
 """
@@ -58,9 +59,12 @@ def due_q(now: datetime) -> Q:
     (fast-path rows carry a reservation without a token: their task may take them), or
     held by an expired lease."""
     free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now) | Q(lease_token="")
-    return (Q(status__in=WAITING, next_attempt_at__lte=now) & free) | Q(
-        status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now
+    # An expired test is never taken again: it may have reached the receiver, and a test
+    # is sent at most once (the dispatcher marks it dead instead).
+    expired = Q(status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now) & ~Q(
+        next_trigger=Trigger.TEST
     )
+    return (Q(status__in=WAITING, next_attempt_at__lte=now) & free) | expired
 
 
 def deliveries_claim(
@@ -139,6 +143,10 @@ def _admit(rows, endpoints, *, now):
     for endpoint_id, group in by_endpoint.items():
         endpoint = endpoints[endpoint_id]
         group.sort(key=lambda r: (r["created_at"], r["pk"]))
+        # A test event is someone checking the endpoint right now: it always goes, past
+        # the switch, the circuit, the cap and the rate limit (SPEC §4, "Test event").
+        admitted += [r for r in group if r["next_trigger"] == Trigger.TEST]
+        group = [r for r in group if r["next_trigger"] != Trigger.TEST]
         go = _gate(endpoint, group, in_flight.get(endpoint_id, 0), later, now=now)
         waits = ratelimit.take(endpoint, len(go), now=now)
         for row, wait in zip(go, waits, strict=True):
@@ -150,16 +158,13 @@ def _admit(rows, endpoints, *, now):
 
 
 def _gate(endpoint, group, busy: int, later, *, now) -> list:
-    """The rows of one endpoint that may go now, before rate limiting."""
+    """The rows of one endpoint (tests excluded) that may go now, before rate limiting."""
 
     def postpone(rows, until):
         for row in rows:
             later[row["pk"]] = (row["attempt_count"], until)
 
-    # A test event is someone checking the endpoint right now: it always goes.
-    tests = [r for r in group if r["next_trigger"] == Trigger.TEST]
-    group = [r for r in group if r["next_trigger"] != Trigger.TEST]
-    return tests + _gate_queue(endpoint, group, busy, postpone, now=now)
+    return _gate_queue(endpoint, group, busy, postpone, now=now)
 
 
 def _gate_queue(endpoint, group, busy: int, postpone, *, now) -> list:

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from deliveries.models import Delivery, DeliveryStatus, WorkerLease
+from deliveries.models import Delivery, DeliveryStatus, Trigger, WorkerLease
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,9 @@ TICK_SECONDS = 0.5
 DISPATCH_LIMIT = 2000
 # Renewed every tick: a loop that stops ticking (killed, stalled) loses it in seconds.
 LEADER_LEASE = timedelta(seconds=3)
+LOST_TEST_ERROR = (
+    "The worker stopped while sending this test; it is not sent again. Send a new test."
+)
 
 
 def _chunks(ids: Sequence[int], size: int):
@@ -115,8 +118,26 @@ def dispatchable(now: datetime) -> dict[str, QuerySet]:
         "lost_first_attempts": waiting.filter(status=DeliveryStatus.PENDING),
         "expired_leases": Delivery.objects.filter(
             status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now
-        ).order_by("claimed_until"),
+        )
+        .exclude(next_trigger=Trigger.TEST)
+        .order_by("claimed_until"),
     }
+
+
+def expired_tests_bury(*, now: datetime) -> int:
+    """A test whose worker died mid-request may have reached the receiver: it is marked
+    dead, never sent again (a test is sent at most once and never retried)."""
+    return Delivery.objects.filter(
+        status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now, next_trigger=Trigger.TEST
+    ).update(
+        status=DeliveryStatus.DEAD,
+        next_attempt_at=None,
+        claimed_until=None,
+        lease_token="",
+        completed_at=now,
+        last_error=LOST_TEST_ERROR,
+        updated_at=now,
+    )
 
 
 def dispatch_due(*, now: datetime | None = None, limit: int = DISPATCH_LIMIT) -> int:
@@ -128,6 +149,7 @@ def dispatch_due(*, now: datetime | None = None, limit: int = DISPATCH_LIMIT) ->
     now = now or timezone.now()
     token = uuid.uuid4().hex
     queries = dispatchable(now)
+    expired_tests_bury(now=now)
     with transaction.atomic():
         ids = _lock_ids(queries["due_retries"], limit)
         ids += _lock_ids(queries["lost_first_attempts"], limit - len(ids))

@@ -7,6 +7,7 @@ scan. Minimums walk an index from one end. Nothing here counts a whole table.
 """
 
 import json
+import time
 from datetime import datetime
 from typing import NamedTuple
 
@@ -14,10 +15,17 @@ from django.db import connections
 from django.db.models import Count, Min, QuerySet
 
 from deliveries.dispatch import dispatchable
-from deliveries.models import WAITING_STATUSES, Delivery, DeliveryStatus, WorkerLease
+from deliveries.models import (
+    WAITING_STATUSES,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    WorkerLease,
+)
 from endpoints.models import CircuitState, Endpoint, Partner
 
 COUNT_CAP = 10_000
+TEST_POLL_SECONDS = 0.05
 # Statuses a delivery can be replayed from: never pending or in flight (those are
 # already on their way; sending them again would send them twice).
 REPLAYABLE_STATUSES = (
@@ -163,3 +171,18 @@ def deliveries_for_replay(
     if not include_disabled:
         rows = rows.filter(endpoint__enabled=True)
     return rows
+
+
+def delivery_test_attempt(delivery: Delivery, *, wait: float = 0.0) -> DeliveryAttempt | None:
+    """The attempt of a test delivery, waiting up to `wait` seconds for a worker to
+    record it; None if it is not in yet. `wait` is a short bound set by the caller
+    (WEBHOOKHUB_TEST_WAIT_SECONDS for web requests), never the endpoint's timeout."""
+    deadline = time.monotonic() + max(0.0, wait)
+    attempts = DeliveryAttempt.objects.select_related(
+        "delivery__event", "delivery__endpoint"
+    ).filter(delivery=delivery)
+    while True:
+        attempt = attempts.order_by("-number").first()
+        if attempt is not None or time.monotonic() >= deadline:
+            return attempt
+        time.sleep(min(TEST_POLL_SECONDS, max(0.0, deadline - time.monotonic())))

@@ -17,6 +17,7 @@ from deliveries import engine
 from deliveries.claims import ordered_release_next
 from deliveries.dispatch import enqueue_on_commit
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
+from deliveries.selectors import delivery_test_attempt
 from endpoints.models import Endpoint, Partner
 from events.models import Event
 
@@ -159,32 +160,49 @@ def endpoint_recover(endpoint: Endpoint, *, since: datetime, by: str) -> int:
     return len(_resend(endpoint_failed_since(endpoint, since), trigger=Trigger.REPLAY, by=by))
 
 
-def endpoint_send_test(endpoint: Endpoint, *, by: str) -> DeliveryAttempt:
-    """Send a signed `webhookhub.test` event to `endpoint` now and return the attempt.
+def endpoint_test_queue(endpoint: Endpoint, *, by: str) -> Delivery:
+    """Queue a signed `webhookhub.test` event to `endpoint` for the workers; return its
+    delivery.
 
-    Synchronous: the caller sees the receiver's answer at once. A failed test is not
-    retried.
+    What web requests call: the HTTP request runs in a worker, never in the web process,
+    so a slow or dripping receiver cannot hold a web worker. A test is not gated by the
+    switch, the circuit, the concurrency cap or the rate limit, is never retried, and is
+    never sent twice (a worker that dies during it leaves it dead, see `dispatch`).
+    Raises `Endpoint.DoesNotExist` if the endpoint was deleted meanwhile.
     """
+    return _test_delivery(endpoint, by=by, enqueue=True)
+
+
+def endpoint_send_test(endpoint: Endpoint, *, by: str) -> DeliveryAttempt | None:
+    """Send a test event from this process and return its attempt (None if it could not
+    be sent). For the command line only (`send_test_event`): it waits for the receiver
+    up to the endpoint's timeout, which no web request may do."""
+    delivery = _test_delivery(endpoint, by=by, enqueue=False)
+    engine.deliver([delivery.pk])
+    return delivery_test_attempt(delivery)
+
+
+def _test_delivery(endpoint: Endpoint, *, by: str, enqueue: bool) -> Delivery:
     from events.services import event_publish
 
-    event, _ = event_publish(
-        TEST_EVENT_TYPE,
-        {
-            "message": "This is a test event from webhookhub.",
-            "endpoint": endpoint.public_id,
-            "sent_by": by,
-        },
-        partner=endpoint.partner,
-        source="webhookhub",
-        endpoint_ids=[endpoint.pk],
-        trigger=Trigger.TEST,
-        trigger_by=by,
-        enqueue=False,
-    )
-    delivery = event.deliveries.get()
-    engine.deliver([delivery.pk])
-    return (
-        DeliveryAttempt.objects.select_related("delivery__event", "delivery__endpoint")
-        .filter(delivery=delivery)
-        .latest("number")
-    )
+    with transaction.atomic():
+        # Locked: a concurrent DELETE of the endpoint finishes first (DoesNotExist) or
+        # waits for this transaction; the delivery never points at a deleted row.
+        endpoint = Endpoint.objects.select_for_update().select_related("partner").get(
+            pk=endpoint.pk
+        )
+        event, _ = event_publish(
+            TEST_EVENT_TYPE,
+            {
+                "message": "This is a test event from webhookhub.",
+                "endpoint": endpoint.public_id,
+                "sent_by": by,
+            },
+            partner=endpoint.partner,
+            source="webhookhub",
+            endpoint_ids=[endpoint.pk],
+            trigger=Trigger.TEST,
+            trigger_by=by,
+            enqueue=enqueue,
+        )
+        return event.deliveries.select_related("event", "endpoint").get()

@@ -7,18 +7,24 @@ and records who acted.
 
 import json
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 
-from deliveries.services import endpoint_failed_since, endpoint_recover, endpoint_send_test
+from deliveries.models import FINAL_STATUSES as FINAL
+from deliveries.models import Delivery, Trigger
+from deliveries.selectors import delivery_test_attempt
+from deliveries.services import endpoint_failed_since, endpoint_recover, endpoint_test_queue
 from endpoints.models import Endpoint
 from endpoints.services import (
     endpoint_disable,
@@ -172,17 +178,37 @@ class EndpointSupportViews:
         )
 
     def test_view(self, request, pk):
+        """Queue a test event (a worker sends it), wait briefly for the answer, then show
+        it on a page of its own that refreshes itself until the answer is in."""
         endpoint = self._endpoint(request, pk, "test")
-        attempt = None
+        url = reverse("admin:endpoints_endpoint_test", args=[endpoint.pk])
         if request.method == "POST":
-            attempt = endpoint_send_test(endpoint, by=actor(request))
+            try:
+                delivery = endpoint_test_queue(endpoint, by=actor(request))
+            except Endpoint.DoesNotExist:
+                raise Http404 from None
+            delivery_test_attempt(delivery, wait=settings.WEBHOOKHUB_TEST_WAIT_SECONDS)
+            return HttpResponseRedirect(f"{url}?{urlencode({'delivery': delivery.public_id})}")
+        delivery = attempt = None
+        if request.GET.get("delivery"):
+            delivery = get_object_or_404(
+                Delivery.objects.select_related("event"),
+                public_id=request.GET["delivery"],
+                endpoint=endpoint,
+                next_trigger=Trigger.TEST,
+            )
+            attempt = delivery_test_attempt(delivery)
+        waiting = delivery is not None and attempt is None and delivery.status not in FINAL
         return self._render(
             request,
             "admin/endpoints/endpoint/test_result.html",
             {
-                "title": f"Send a test event to {endpoint.name}",
+                "title": _("Send a test event to %(name)s") % {"name": endpoint.name},
                 "original": endpoint,
+                "delivery": delivery,
                 "attempt": attempt,
+                "waiting": waiting,
+                "refresh_seconds": 1,
             },
         )
 

@@ -36,6 +36,9 @@ if not SECRET_KEY:
     )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Seconds a gunicorn worker may spend on one request before it is killed; the Procfile
+# passes it (--timeout, --graceful-timeout) and `check` compares waits in a request with it.
+WEB_TIMEOUT = env.int("WEB_TIMEOUT", default=30)
 
 INSTALLED_APPS = [
     "webhookhub.apps.WebhookhubAdminConfig",
@@ -167,6 +170,10 @@ WEBHOOKHUB_ENCRYPTION_KEY = env.list("WEBHOOKHUB_ENCRYPTION_KEY", default=[])
 WEBHOOKHUB_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKHUB_ALLOW_PRIVATE_URLS", default=False)
 WEBHOOKHUB_REQUIRE_HTTPS = env.bool("WEBHOOKHUB_REQUIRE_HTTPS", default=False)
 WEBHOOKHUB_MAX_PAYLOAD_BYTES = env.int("WEBHOOKHUB_MAX_PAYLOAD_BYTES", default=256 * 1024)
+# How long POST /api/v1/endpoints/{id}/test/ and the admin's "Send test event" wait in
+# the web request for the worker's result before answering 202 / "waiting" (seconds; well
+# under the web timeout: the request itself is always sent by a worker).
+WEBHOOKHUB_TEST_WAIT_SECONDS = env.float("WEBHOOKHUB_TEST_WAIT_SECONDS", default=1.5)
 # Deliveries handed to one django-q2 task, and the HTTP requests one task sends at once.
 # Keep them equal: a batch then goes out in one wave, well inside its leases.
 WEBHOOKHUB_DELIVERY_BATCH_SIZE = env.int("WEBHOOKHUB_DELIVERY_BATCH_SIZE", default=32)
@@ -348,6 +355,11 @@ if PROMETHEUS_MULTIPROC_DIR:
 # State gauges (backlog, dead letters, circuits, …) are read from the database when
 # /metrics is scraped and reused for this many seconds within a web process.
 WEBHOOKHUB_METRICS_CACHE_SECONDS = env.float("WEBHOOKHUB_METRICS_CACHE_SECONDS", default=5.0)
+# /metrics is open unless one of these is set (both may be): a bearer token it requires
+# (`Authorization: Bearer <token>`, else 401), and/or the client addresses (REMOTE_ADDR;
+# comma-separated IPs or CIDRs, e.g. 10.0.0.0/8) it answers (else 403).
+WEBHOOKHUB_METRICS_TOKEN = env.str("WEBHOOKHUB_METRICS_TOKEN", default="")
+WEBHOOKHUB_METRICS_ALLOWED_IPS = env.list("WEBHOOKHUB_METRICS_ALLOWED_IPS", default=[])
 # /readyz fails when no dispatcher loop (it runs inside a qcluster) has renewed its lease
 # for this long: no cluster is running, or every worker is stuck.
 WEBHOOKHUB_READY_HEARTBEAT_SECONDS = env.int("WEBHOOKHUB_READY_HEARTBEAT_SECONDS", default=120)

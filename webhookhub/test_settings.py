@@ -11,6 +11,9 @@ os.environ.setdefault("WEBHOOKHUB_ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS10ZXN0LW9u
 os.environ.setdefault("WEBHOOKHUB_ALLOW_PRIVATE_URLS", "true")
 os.environ.setdefault("LOG_FORMAT", "plain")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+# No worker runs inside most tests: a test send answers "queued" at once (tests that
+# start a real qcluster and gunicorn set it themselves).
+os.environ.setdefault("WEBHOOKHUB_TEST_WAIT_SECONDS", "0")
 os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "")
 
 from webhookhub.settings import *  # noqa: F403

@@ -1,5 +1,6 @@
 """Deliveries and their attempts as partners see them (credentials already masked)."""
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -59,3 +60,22 @@ class TestResultSerializer(serializers.Serializer):
     event = serializers.CharField(source="delivery.event.public_id")
     delivery = serializers.CharField(source="delivery.public_id")
     attempt = AttemptSerializer(source="*")
+
+
+class TestQueuedSerializer(serializers.Serializer):
+    """`POST /endpoints/{id}/test/` when the result is not in within the short wait."""
+
+    status = serializers.CharField(
+        help_text="The delivery's status now: `pending` until a worker takes it, then "
+        "`in_flight`, then `succeeded` or `dead` (a test is never retried)."
+    )
+    event = serializers.CharField(source="event.public_id")
+    delivery = serializers.CharField(source="public_id")
+    url = serializers.SerializerMethodField(
+        help_text="Poll this delivery: its `attempts` show the result when it is in."
+    )
+
+    def get_url(self, delivery) -> str:
+        path = reverse("delivery-detail", kwargs={"id": delivery.public_id})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path

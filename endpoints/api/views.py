@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Q
 from django.db.models.expressions import ExpressionWrapper
 from django.db.models.fields import BooleanField
@@ -13,10 +14,12 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from deliveries.api.serializers import TestResultSerializer
-from deliveries.services import endpoint_recover, endpoint_send_test
+from deliveries.api.serializers import TestQueuedSerializer, TestResultSerializer
+from deliveries.selectors import delivery_test_attempt
+from deliveries.services import endpoint_recover, endpoint_test_queue
 from endpoints.api.serializers import (
     AuthTokenSerializer,
     EndpointCreatedSerializer,
@@ -184,17 +187,27 @@ class EndpointViewSet(
 
     @extend_schema(
         summary="Send a test event",
-        description="Sends a signed `webhookhub.test` event now and returns the attempt's "
-        "result (the request waits for the receiver, up to the endpoint's timeout).",
+        description="Queues a signed `webhookhub.test` event for the workers. If the "
+        "receiver's answer is in within a short wait (`WEBHOOKHUB_TEST_WAIT_SECONDS`, 1.5 s "
+        "by default) the response is 200 with the attempt; otherwise 202 with the delivery "
+        "to poll (`GET /api/v1/deliveries/{id}/`). A test goes out even when the endpoint is "
+        "off, its circuit open or its rate limit used up; it is sent once and never retried.",
         request=None,
-        responses={200: TestResultSerializer},
+        responses={
+            200: TestResultSerializer,
+            202: OpenApiResponse(TestQueuedSerializer, description="Queued; poll `url`."),
+        },
     )
     @action(detail=True, methods=["post"], url_path="test")
     def send_test(self, request, id=None):
         endpoint = self.get_object()
         self.validated(None)
-        attempt = endpoint_send_test(endpoint, by=request.user.actor)
-        return Response(TestResultSerializer(attempt).data)
+        delivery = endpoint_test_queue(endpoint, by=request.user.actor)
+        attempt = delivery_test_attempt(delivery, wait=settings.WEBHOOKHUB_TEST_WAIT_SECONDS)
+        if attempt is not None:
+            return Response(TestResultSerializer(attempt).data)
+        body = TestQueuedSerializer(delivery, context={"request": request}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="Re-send what failed since a time",
@@ -207,6 +220,13 @@ class EndpointViewSet(
         data = self.validated(RecoverSerializer)
         queued = endpoint_recover(endpoint, since=data["since"], by=request.user.actor)
         return Response(QueuedSerializer({"queued": queued}).data, status=status.HTTP_202_ACCEPTED)
+
+    def handle_exception(self, exc):
+        # The endpoint was deleted by a concurrent request between our lookup and the
+        # service's locked re-read: the same 404 as if the DELETE had come first.
+        if isinstance(exc, Endpoint.DoesNotExist):
+            exc = NotFound()
+        return super().handle_exception(exc)
 
     def fresh(self, endpoint: Endpoint) -> Endpoint:
         """The endpoint as the list shows it, re-read after a write."""

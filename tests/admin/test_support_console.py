@@ -14,6 +14,7 @@ from endpoints.models import ApiToken, Endpoint
 from events.models import Event, EventType
 from events.services import publish
 from tests.factories import make_endpoint
+from tests.queue import run_queue
 from tests.receiver import Response
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,20 +97,37 @@ def test_regenerated_token_is_shown_once_and_sent_from_then_on(
     endpoint.refresh_from_db()
     assert endpoint.auth_token in page and endpoint.auth_token != "tok-abcdefghijkl-9876"
     client.post(reverse("admin:endpoints_endpoint_test", args=[endpoint.pk]))
+    run_queue()
     assert receiver.requests[-1].headers["authorization"] == f"Bearer {endpoint.auth_token}"
 
 
-def test_send_test_event_shows_the_result_at_once(client, support_user, failing, receiver):
+def test_send_test_event_is_sent_by_a_worker_and_the_page_shows_the_answer(
+    client, support_user, failing, receiver
+):
     endpoint, _ = failing
     login(client, support_user)
     receiver.script(Response(202, b'{"received": true}'))
-    page = client.post(
-        reverse("admin:endpoints_endpoint_test", args=[endpoint.pk])
-    ).content.decode()
+    sent_before = len(receiver.requests)
+    posted = client.post(reverse("admin:endpoints_endpoint_test", args=[endpoint.pk]))
+    assert posted.status_code == 302 and "?delivery=dlv_" in posted["Location"]
+    assert len(receiver.requests) == sent_before, "the web request sends nothing itself"
+    waiting = client.get(posted["Location"]).content.decode()
+    assert "waiting for the receiver" in waiting and 'http-equiv="refresh"' in waiting
+    run_queue()
+    page = client.get(posted["Location"]).content.decode()
     assert "Delivered" in page and "HTTP 202" in page and "received" in page
+    assert 'http-equiv="refresh"' not in page
     request = receiver.requests[-1]
     Webhook(endpoint.signing_secret).verify(request.body, dict(request.headers))
     assert request.json()["type"] == "webhookhub.test"
+
+
+def test_test_result_page_shows_only_this_endpoints_tests(client, support_user, failing):
+    endpoint, delivery = failing
+    login(client, support_user)
+    url = reverse("admin:endpoints_endpoint_test", args=[endpoint.pk])
+    assert client.get(f"{url}?delivery={delivery.public_id}").status_code == 404
+    assert client.get(f"{url}?delivery=dlv_nope").status_code == 404
 
 
 def test_recover_says_how_many_then_resends_them(client, support_user, failing, receiver):

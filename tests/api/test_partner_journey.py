@@ -59,12 +59,20 @@ def test_partner_endpoint_test_event_retry_and_secret_rotation(
     assert shown.status_code == 200 and secret not in shown.text and "secret" not in shown.json()
     assert secret not in partner_http.get("/endpoints/").text
 
-    # A signed test event, shown with its result at once.
+    # A signed test event: queued for a worker (none runs here, so 202 and a delivery to
+    # poll), then its result on that delivery.
     tested = partner_http.post(f"/endpoints/{endpoint['id']}/test/")
-    assert tested.status_code == 200, tested.text
-    result = tested.json()
-    assert result["succeeded"] is True and result["attempt"]["response_status_code"] == 200
-    assert secret not in tested.text, "the attempt's headers are masked"
+    assert tested.status_code == 202, tested.text
+    queued = tested.json()
+    assert queued["status"] == "pending" and queued["delivery"].startswith("dlv_")
+    assert not receiver.requests, "the web request sends nothing itself"
+    assert run_queue() == 1
+    polled = partner_http.get(f"/deliveries/{queued['delivery']}/")
+    assert queued["url"].endswith(f"/api/v1/deliveries/{queued['delivery']}/")
+    result = polled.json()
+    assert result["status"] == "succeeded" and result["attempts"][0]["trigger"] == "test"
+    assert result["attempts"][0]["response_status_code"] == 200
+    assert secret not in polled.text, "the attempt's headers are masked"
     (test_request,) = receiver.wait_for(1)
     Webhook(secret).verify(test_request.body, dict(test_request.headers))
     assert test_request.json()["type"] == "webhookhub.test"

@@ -157,3 +157,67 @@ def test_failed_test_event_is_not_retried(event_types, receiver):
     assert not attempt.succeeded and attempt.response_body == "broken"
     assert attempt.delivery.status == DeliveryStatus.DEAD
     assert attempt.delivery.next_attempt_at is None
+
+
+def test_queued_test_is_sent_by_a_worker_not_by_the_caller(event_types, receiver):
+    from deliveries.selectors import delivery_test_attempt
+    from deliveries.services import endpoint_test_queue
+
+    endpoint = make_endpoint(url=receiver.url_for("/t"))
+    delivery = endpoint_test_queue(endpoint, by="api:partner")
+    assert not receiver.requests and delivery_test_attempt(delivery) is None
+    assert OrmQ.objects.count() == 1, "handed to the workers on commit"
+    assert run_queue() == 1
+    (request,) = receiver.requests
+    Webhook(endpoint.signing_secret).verify(request.body, dict(request.headers))
+    attempt = delivery_test_attempt(delivery)
+    assert attempt.succeeded and (attempt.trigger, attempt.triggered_by) == ("test", "api:partner")
+
+
+def test_test_events_are_not_gated_by_the_rate_limit(event_types, receiver):
+    """F2: rate limit 1/s, four quick tests: four requests and four results (was a 500 on
+    the second: the limiter deferred the test and no attempt existed)."""
+    from deliveries.selectors import delivery_test_attempt
+    from deliveries.services import endpoint_test_queue
+
+    endpoint = make_endpoint(url=receiver.url_for(), rate_limit_per_second=1)
+    attempts = [endpoint_send_test(endpoint, by="admin:sam") for _ in range(2)]
+    queued = [endpoint_test_queue(endpoint, by="api:p") for _ in range(2)]
+    assert run_queue() == 2
+    attempts += [delivery_test_attempt(delivery) for delivery in queued]
+    assert all(a is not None and a.succeeded for a in attempts)
+    assert len(receiver.requests) == 4
+
+
+def test_a_test_whose_worker_died_mid_request_is_dead_and_never_sent_again(
+    event_types, receiver
+):
+    from deliveries.claims import deliveries_claim
+    from deliveries.dispatch import LOST_TEST_ERROR, dispatch_due
+    from deliveries.services import endpoint_test_queue
+
+    endpoint = make_endpoint(url=receiver.url_for())
+    delivery = endpoint_test_queue(endpoint, by="admin:sam")
+    OrmQ.objects.all().delete()
+    _, claimed = deliveries_claim([delivery.pk])  # a worker takes it … and is SIGKILLed
+    assert [d.pk for d in claimed] == [delivery.pk]
+    with time_machine.travel(timezone.now() + timedelta(minutes=5)):
+        assert deliveries_claim([delivery.pk])[1] == [], "nobody may take it again"
+        assert dispatch_due() == 0
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DEAD and delivery.last_error == LOST_TEST_ERROR
+    assert run_queue() == 0 and not receiver.requests
+
+
+def test_test_send_racing_a_delete_is_not_found(event_types, receiver):
+    """F10: the endpoint deleted between the caller's lookup and the send."""
+    from deliveries.services import endpoint_test_queue
+    from endpoints.models import Endpoint
+    from endpoints.services import endpoint_delete
+
+    endpoint = make_endpoint(url=receiver.url_for())
+    stale = Endpoint.objects.get(pk=endpoint.pk)
+    endpoint_delete(endpoint, by="api:p")
+    with pytest.raises(Endpoint.DoesNotExist):
+        endpoint_test_queue(stale, by="api:p")
+    assert not Delivery.objects.exists() and OrmQ.objects.count() == 0

@@ -59,13 +59,13 @@ def free_port() -> int:
 class Web:
     """gunicorn serving webhookhub on a free local port, in its own process group."""
 
-    def __init__(self, env: dict | None = None, workers: int = 2):
+    def __init__(self, env: dict | None = None, workers: int = 2, args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(ROOT / "var" / f"gunicorn-{os.getpid()}-{time.monotonic_ns()}.log", "w+")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "webhookhub.wsgi", "--bind",
-             f"127.0.0.1:{self.port}", "--workers", str(workers)],
+             f"127.0.0.1:{self.port}", "--workers", str(workers), *args],
             cwd=ROOT,
             env=subprocess_env(env),
             stdout=self.log,

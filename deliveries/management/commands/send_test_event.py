@@ -27,6 +27,8 @@ class Command(OpsCommand):
             )
             return
         attempt = endpoint_send_test(target, by=self.by())
+        if attempt is None:
+            raise CommandError(f"the test event to {target.public_id} could not be sent")
         event_id = attempt.delivery.event.public_id
         if attempt.succeeded:
             self.stdout.write(
