@@ -97,3 +97,18 @@ class EncryptedJSONField(models.TextField):
         if value is None:
             return None
         return encrypt(json.dumps(value, separators=(",", ":")))
+
+
+def seal(plaintext: str) -> str:
+    """Encrypt a short-lived value: a secret on its way to the one page that shows it.
+    The token carries its creation time, so `unseal` can refuse it once it is old."""
+    return _fernet().encrypt(plaintext.encode()).decode()
+
+
+def unseal(token: str, *, max_age: int) -> str | None:
+    """The value `seal` encrypted, or None if it is older than `max_age` seconds or was
+    not sealed with one of our keys."""
+    try:
+        return _fernet().decrypt(token.encode(), ttl=max_age).decode()
+    except (InvalidToken, TypeError, ValueError):
+        return None

@@ -75,9 +75,9 @@ def shown_once_view(request):
     """Shows a secret kept by `show_once` and forgets it: reloading shows nothing."""
     from django.template.response import TemplateResponse
 
-    from webhookhub.admin_utils import SHOWN_ONCE_KEY
+    from webhookhub.admin_utils import shown_once_pop
 
-    secret = request.session.pop(SHOWN_ONCE_KEY, None)
+    secret = shown_once_pop(request)
     context = {
         **admin.site.each_context(request),
         "secret": secret,

@@ -6,7 +6,10 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.functional import cached_property
 
+from endpoints.crypto import seal, unseal
+
 SHOWN_ONCE_KEY = "webhookhub_shown_once"
+SHOWN_ONCE_MAX_AGE = 10 * 60  # seconds a secret waits for its page
 COUNT_CAP = 10_000
 
 
@@ -16,15 +19,29 @@ def actor(request) -> str:
 
 
 def show_once(request, *, title: str, label: str, value: str, back_url: str, note: str = ""):
-    """Keep a secret in the session for exactly one page view and go to that page."""
+    """Keep a secret for exactly one page view and go to that page.
+
+    The session (a row in django_session) holds it only encrypted with the encryption
+    key, and only for `SHOWN_ONCE_MAX_AGE` seconds: a database dump or a page left
+    unopened does not give it away."""
     request.session[SHOWN_ONCE_KEY] = {
-        "title": title,
-        "label": label,
-        "value": value,
+        "title": str(title),
+        "label": str(label),
+        "sealed": seal(value),
         "back_url": back_url,
-        "note": note,
+        "note": str(note),
     }
     return redirect(reverse("admin:shown_once"))
+
+
+def shown_once_pop(request) -> dict | None:
+    """What `show_once` kept, with its value decrypted, and forget it. None if there is
+    nothing, or it is older than `SHOWN_ONCE_MAX_AGE` (then it is forgotten too)."""
+    kept = request.session.pop(SHOWN_ONCE_KEY, None)
+    if not isinstance(kept, dict):
+        return None
+    value = unseal(kept.get("sealed", ""), max_age=SHOWN_ONCE_MAX_AGE)
+    return None if value is None else {**kept, "value": value}
 
 
 class CappedCountPaginator(Paginator):

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
@@ -395,3 +396,27 @@ def test_dashboard_link_to_several_statuses_filters_the_deliveries(admin_client,
     url = reverse("admin:deliveries_delivery_changelist")
     page = admin_client.get(url, {"status__in": "retrying,dead"}).content.decode()
     assert dead.public_id in page and waiting.public_id not in page
+
+
+def test_one_time_secret_waits_encrypted_in_the_session_and_expires(
+    client, support_user, failing, receiver
+):
+    """F7: the session row never holds the secret in clear, and an unopened page's
+    secret is gone after 10 minutes."""
+    from django.contrib.sessions.models import Session
+
+    endpoint, _ = failing
+    login(client, support_user)
+    client.post(reverse("admin:endpoints_endpoint_regenerate", args=[endpoint.pk]))
+    endpoint.refresh_from_db()
+    token = endpoint.auth_token
+    (row,) = Session.objects.all()
+    assert token not in row.session_data and token not in str(row.get_decoded())
+    with time_machine.travel(timezone.now() + timedelta(minutes=11)):
+        late = client.get(reverse("admin:shown_once")).content.decode()
+    assert token not in late and "no longer available" in late
+
+    client.post(reverse("admin:endpoints_endpoint_regenerate", args=[endpoint.pk]))
+    endpoint.refresh_from_db()
+    page = client.get(reverse("admin:shown_once")).content.decode()
+    assert endpoint.auth_token in page, "within the 10 minutes it is shown once"
