@@ -4,8 +4,9 @@
 get healthy web processes restarted).
 
 `/readyz` — this deployment can take and deliver events: the database answers, every
-migration is applied, the django-q2 broker answers, and a dispatcher loop (it runs
-inside a `qcluster`) has renewed its lease recently. 200 or 503, with a JSON detail
+migration is applied, the django-q2 broker answers, a dispatcher loop (it runs inside a
+`qcluster`) has renewed its lease recently, and the configured cluster has a worker to
+deliver besides the dispatcher's. 200 or 503, with a JSON detail
 per check. Point alerting at it; a load balancer that should keep serving the API
 while the workers are down should use /healthz instead (docs/operations.md#health).
 """
@@ -17,6 +18,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
+
+from webhookhub.checks import q_workers_problem
 
 MIGRATIONS_RECHECK = 60.0  # seconds: an all-applied result is trusted this long
 _migrations_ok_at = 0.0
@@ -84,21 +87,32 @@ def check_cluster() -> dict:
     return {"status": "ok", **result}
 
 
+def check_workers() -> dict:
+    """The configured qcluster has a worker to deliver besides the dispatcher loop's."""
+    workers = settings.Q_CLUSTER.get("workers")
+    problem = q_workers_problem()
+    if problem:
+        return {"status": "error", "detail": problem + " (raise it to 2 or more)"}
+    return {"status": "ok", "workers": workers}
+
+
 CHECKS = {
     "database": check_database,
     "migrations": check_migrations,
     "broker": check_broker,
     "cluster": check_cluster,
+    "workers": check_workers,
 }
+# Without the database only these can still be checked (the broker only if it is Redis).
+OFFLINE = {"database", "workers"}
 
 
 def readyz(request):
     """200 when every check passes, 503 otherwise; JSON detail per check."""
     checks = {}
     for name, check in CHECKS.items():
-        # Without the database only a Redis broker can still be checked.
-        needs_database = name != "database" and (name != "broker" or not settings.REDIS_URL)
-        if needs_database and checks["database"]["status"] != "ok":
+        offline = name in OFFLINE or (name == "broker" and bool(settings.REDIS_URL))
+        if not offline and checks["database"]["status"] != "ok":
             checks[name] = {"status": "skipped", "detail": "needs the database"}
             continue
         try:

@@ -34,7 +34,7 @@ def test_readyz_is_ready_with_a_recent_cluster_heartbeat(client):
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "migrations", "broker", "cluster"}
+    assert set(body["checks"]) == {"database", "migrations", "broker", "cluster", "workers"}
     assert all(check["status"] == "ok" for check in body["checks"].values())
     assert body["checks"]["cluster"]["age_seconds"] < 60
 
@@ -49,6 +49,24 @@ def test_readyz_is_503_when_the_cluster_heartbeat_is_old_or_missing(client, sett
     assert body["status"] == "unavailable"
     assert "no dispatcher heartbeat for 121 s" in body["checks"]["cluster"]["detail"]
     assert body["checks"]["database"]["status"] == "ok"
+
+
+def test_readyz_is_503_when_the_configured_cluster_has_one_worker(client, settings):
+    """One worker is taken by the dispatcher loop: such a cluster delivers nothing."""
+    heartbeat(seconds_ago=1)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 1}
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    workers = body["checks"]["workers"]
+    assert workers["status"] == "error"
+    assert "WEBHOOKHUB_Q_WORKERS is 1" in workers["detail"]
+    assert "no delivery is sent" in workers["detail"]
+    assert body["checks"]["cluster"]["status"] == "ok", "the other checks still run"
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["checks"]["workers"] == {"status": "ok", "workers": 2}
 
 
 def test_readyz_is_503_while_a_migration_is_unapplied(client, monkeypatch):
@@ -113,6 +131,7 @@ def test_readyz_is_503_when_the_database_and_broker_are_unreachable(start_web):
     assert "OperationalError" in checks["database"]["detail"]
     assert checks["broker"]["status"] == "error"
     assert checks["migrations"]["status"] == checks["cluster"]["status"] == "skipped"
+    assert checks["workers"]["status"] == "ok", "needs no database"
     # /metrics still answers (the counters), and says the database could not be read.
     metrics = web.get("/metrics")
     assert metrics.status_code == 200
