@@ -12,18 +12,25 @@ directory would grow without end and every scrape would read more files.
 `compact()` folds the counter and histogram files of dead processes into one archive
 file per type, at most once a minute, holding an exclusive lock that scrapes take
 shared, so no scrape ever sees a count twice or not at all.
+
+Open by default, as Prometheus expects; `WEBHOOKHUB_METRICS_TOKEN` (a bearer token) and
+`WEBHOOKHUB_METRICS_ALLOWED_IPS` (client addresses) close it (`metrics_refusal`).
 """
 
 import contextlib
 import fcntl
 import glob
+import hmac
+import ipaddress
 import json
 import logging
 import os
 import threading
 import time
 import uuid
+from functools import lru_cache
 
+from django.conf import settings
 from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, values
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
@@ -192,8 +199,60 @@ class _Scrape:
             yield from collector.collect()
 
 
+@lru_cache(maxsize=8)
+def allowed_networks(entries: tuple[str, ...]) -> tuple[list, list[str]]:
+    """The networks of WEBHOOKHUB_METRICS_ALLOWED_IPS, and the entries that are none."""
+    networks, invalid = [], []
+    for entry in (e.strip() for e in entries):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            invalid.append(entry)
+    return networks, invalid
+
+
+def _address_allowed(remote_addr: str, entries: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(remote_addr)
+    except ValueError:
+        return False
+    candidates = [address]
+    if address.version == 6 and address.ipv4_mapped:  # a dual-stack socket's IPv4 peer
+        candidates.append(address.ipv4_mapped)
+    networks, _invalid = allowed_networks(entries)  # an invalid entry allows no one
+    return any(a in net for a in candidates for net in networks if a.version == net.version)
+
+
+def _plain(text: str, status: int) -> HttpResponse:
+    return HttpResponse(text + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+def metrics_refusal(request) -> HttpResponse | None:
+    """403 or 401 when /metrics is closed to this request; None when it may be served.
+
+    The address is REMOTE_ADDR, the direct peer: behind a proxy, that is the proxy.
+    """
+    entries = tuple(settings.WEBHOOKHUB_METRICS_ALLOWED_IPS)
+    if entries and not _address_allowed(request.META.get("REMOTE_ADDR", ""), entries):
+        return _plain("Forbidden: /metrics does not answer this address.", 403)
+    token = settings.WEBHOOKHUB_METRICS_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # Constant time, so the token cannot be guessed a character at a time.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            response = _plain("Unauthorized: /metrics needs its bearer token.", 401)
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return None
+
+
 def metrics_view(request):
     """Prometheus text format: counters of every process, state gauges from the database."""
+    refusal = metrics_refusal(request)
+    if refusal is not None:
+        return refusal
     from deliveries.metrics import STATE
 
     path = multiprocess_dir()
