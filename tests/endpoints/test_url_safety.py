@@ -100,7 +100,7 @@ def test_resolved_addresses(address, allow_private, refused):
     ],
 )
 def test_only_global_unicast_addresses_pass(address):
-    with pytest.raises(UnsafeURLError, match="private|not a public|special-purpose"):
+    with pytest.raises(UnsafeURLError, match=r"private|not a public|special-purpose"):
         check_address(address, allow_private=False)
 
 
