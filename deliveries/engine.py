@@ -52,6 +52,7 @@ def build_request(delivery: Delivery, *, now: datetime) -> transport.OutboundReq
         url=endpoint.url,
         body=body,
         headers=headers,
+        secret_header_names=frozenset(name.lower() for name in endpoint.headers or {}),
         timeout=float(endpoint.timeout_seconds),
         connect_timeout=connect_timeout_for(endpoint.timeout_seconds),
         allow_private=settings.WEBHOOKHUB_ALLOW_PRIVATE_URLS,
@@ -205,7 +206,9 @@ def _attempt_row(outcome: Outcome) -> DeliveryAttempt:
         started_at=outcome.started_at,
         duration_ms=result.duration_ms,
         request_url=request.url,
-        request_headers=transport.mask_headers(request.headers),
+        request_headers=transport.mask_headers(
+            request.headers, secret_names=request.secret_header_names
+        ),
         response_status_code=result.status_code,
         response_headers=transport.mask_headers(result.headers),
         response_body=result.body,

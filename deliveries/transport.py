@@ -30,6 +30,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.util.connection import allowed_gai_family
 
+from endpoints import header_rules
 from endpoints.url_safety import UnsafeURLError, check_address
 from webhookhub import __version__
 
@@ -38,15 +39,8 @@ MAX_ERROR_CHARS = 500
 USER_AGENT = f"webhookhub/{__version__}"
 POOL_MAXSIZE = 32  # connections kept per (host, port); >= the delivery thread pool size
 POOL_CONNECTIONS = 100  # distinct hosts kept in the pool manager
-MASK = "••••"
-# Custom endpoint headers may not replace these (besides webhook-* and, with a bearer
-# token, Authorization). Hop-by-hop/framing headers are included: they would corrupt
-# the request or smuggle a second one.
-PROTECTED_HEADERS = frozenset(
-    {"content-type", "user-agent", "host", "content-length", "transfer-encoding",
-     "connection", "keep-alive", "te", "trailer", "upgrade", "expect",
-     "proxy-authorization", "proxy-connection"}
-)  # fmt: skip
+# Headers whose values are credentials by their name (custom headers are masked whatever
+# their name: `OutboundRequest.secret_header_names`).
 SENSITIVE_NAME_PARTS = ("token", "secret", "signature", "api-key", "apikey", "auth", "cookie")
 
 
@@ -67,6 +61,9 @@ class OutboundRequest:
     timeout: float = 15.0  # seconds: read timeout, and the body-reading budget
     connect_timeout: float | None = None  # default: min(5, timeout)
     allow_private: bool = False
+    # Lower-cased names whose values are masked in attempt records whatever the name
+    # says (the endpoint's custom headers: their values are the partner's secrets).
+    secret_header_names: frozenset[str] = frozenset()
 
     @property
     def timeouts(self) -> tuple[float, float]:
@@ -98,29 +95,34 @@ class RefusedAddressError(requests.RequestException):
 def compose_headers(
     *, signed: Mapping[str, str], custom: Mapping[str, str] | None, bearer_token: str | None
 ) -> dict[str, str]:
-    """Outgoing headers: ours, then allowed custom ones, then signature and auth headers."""
+    """Outgoing headers: ours, then the custom ones, then signature and auth headers.
+
+    Protected names (`header_rules.is_protected`) are refused when an endpoint is saved;
+    skipping them here too keeps a row written some other way from overriding ours.
+    """
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     for name, value in (custom or {}).items():
-        lower = name.strip().lower()
-        if lower.startswith("webhook-") or lower in PROTECTED_HEADERS:
-            continue
-        if bearer_token and lower == "authorization":
-            continue
-        headers[name] = value
+        if not header_rules.is_protected(name):
+            headers[name] = value
     headers.update(signed)
     if bearer_token:
         headers["Authorization"] = f"Bearer {bearer_token}"
     return headers
 
 
-def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Headers fit for storage: credentials become ``••••`` + their last 4 characters."""
+def mask_headers(
+    headers: Mapping[str, str], *, secret_names: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """Headers fit for storage: credentials become ``••••`` + their last 4 characters
+    (`header_rules.mask_value`). Credentials are the headers named in `secret_names`
+    (lower-case) and those whose name says so (`SENSITIVE_NAME_PARTS`)."""
 
-    def mask(value: str) -> str:
-        return MASK if len(value) < 12 else MASK + value[-4:]
+    def secret(name: str) -> bool:
+        lower = name.lower()
+        return lower in secret_names or any(part in lower for part in SENSITIVE_NAME_PARTS)
 
     return {
-        name: mask(value) if any(p in name.lower() for p in SENSITIVE_NAME_PARTS) else value
+        name: header_rules.mask_value(value) if secret(name) else value
         for name, value in headers.items()
     }
 

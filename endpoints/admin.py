@@ -10,9 +10,13 @@ from django.db.models import OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from deliveries.models import Delivery, DeliveryStatus
-from endpoints import admin_partners  # noqa: F401  (registers Partner and ApiToken)
+from endpoints import (
+    admin_partners,  # noqa: F401  (registers Partner and ApiToken)
+    header_rules,
+)
 from endpoints.admin_health import DAY, FINISHED_OR_FAILING, health_cell, recent_count
 from endpoints.admin_views import DisableForm, EndpointSupportViews
 from endpoints.models import CircuitState, Endpoint, Subscription
@@ -44,6 +48,28 @@ class SubscriptionInline(admin.TabularInline):
 
 class EndpointForm(forms.ModelForm):
     url = forms.URLField(max_length=2000, assume_scheme="https", label="URL")
+    # Shown with masked values; a value left masked keeps the stored one (clean_headers).
+    headers = forms.JSONField(
+        required=False,
+        label=_("Headers"),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_(
+            "Extra request headers as a JSON object. Values are secrets and shown masked: "
+            "leave a masked value as it is to keep it, or type the whole new value."
+        ),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial["headers"] = header_rules.masked(self.instance.headers)
+
+    def clean_headers(self):
+        headers = self.cleaned_data["headers"]
+        if headers is None:
+            return {}
+        if not isinstance(headers, dict):
+            return headers  # the model's validation says what is wrong
+        return header_rules.keep_masked(headers, self.instance.headers if self.instance.pk else {})
 
     class Meta:
         model = Endpoint
@@ -61,7 +87,6 @@ class EndpointForm(forms.ModelForm):
             "filter",
         )
         widgets = {
-            "headers": forms.Textarea(attrs={"rows": 3}),
             "retry_policy": forms.Textarea(attrs={"rows": 3}),
             "filter": forms.Textarea(attrs={"rows": 3}),
         }
@@ -161,6 +186,25 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
         ),
         ("History", {"fields": ("created_at", "updated_at")}),
     )
+
+    def get_fieldsets(self, request, obj=None):
+        """Without the change permission Django shows every field read-only by its model
+        value; the headers are shown masked instead."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        swap = {"headers": "masked_headers"}
+        return [
+            (title, {**opts, "fields": [swap.get(f, f) for f in opts["fields"]]})
+            for title, opts in fieldsets
+        ]
+
+    @admin.display(description=_("Headers"))
+    def masked_headers(self, endpoint):
+        rows = header_rules.masked(endpoint.headers).items()
+        if not rows:
+            return _("none")
+        return format_html_join("", "<div><code>{}: {}</code></div>", rows)
 
     # -- permissions for the support actions (admin.action(permissions=[...]))
     def has_toggle_permission(self, request):

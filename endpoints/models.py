@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from endpoints.crypto import EncryptedJSONField, EncryptedTextField
 from webhookhub.ids import endpoint_id, partner_id
@@ -123,7 +124,12 @@ class Endpoint(models.Model):
     auth_token = EncryptedTextField(
         blank=True, editable=False, help_text="Sent as Authorization: Bearer <token>."
     )
-    headers = models.JSONField(default=dict, blank=True, help_text="Extra request headers.")
+    # {name: value}; the values are the partner's credentials (endpoints.header_rules).
+    headers = EncryptedJSONField(
+        default=dict,
+        blank=True,
+        help_text=_("Extra request headers. Their values are stored encrypted and shown masked."),
+    )
     timeout_seconds = models.PositiveSmallIntegerField(
         default=15, validators=[MinValueValidator(1), MaxValueValidator(60)]
     )

@@ -9,7 +9,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from deliveries.signing import generate_secret
+from endpoints.header_rules import keep_masked
 from endpoints.models import ApiToken, CircuitState, Endpoint, Partner, Subscription
+from endpoints.validation import validate_auth_token
 
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
 MAX_ROTATION_GRACE = timedelta(days=7)
@@ -54,6 +56,7 @@ def endpoint_create(
     retry_policy, rate_limit_per_second, filter, ordered, auth_token). The secret is
     readable once on the returned object (`signing_secret`) — show it, then forget it.
     """
+    validate_auth_token(fields.get("auth_token", ""))
     endpoint = endpoint_save(Endpoint(partner=partner, name=name, url=url, **fields), by=by)
     subscriptions_set(endpoint, event_types)
     return endpoint
@@ -261,12 +264,19 @@ def endpoint_update(
     `fields` are among `ENDPOINT_UPDATABLE`; `event_types` (if given) replaces the
     subscriptions like `subscriptions_set`; `enabled` goes through `endpoint_enable` /
     `endpoint_disable` so the switch keeps its who/why/when. All or nothing.
+
+    `headers` replaces the custom headers; a value sent back in the masked form it is
+    shown in (`••••1234`) keeps the header's current value.
     """
     unknown = set(fields) - ENDPOINT_UPDATABLE
     if unknown:
         raise ValueError(f"endpoint_update cannot change {sorted(unknown)}")
     # A fresh, locked row: a concurrent rotation or switch is not overwritten.
     endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+    if "auth_token" in fields:
+        validate_auth_token(fields["auth_token"])
+    if isinstance(fields.get("headers"), dict):
+        fields["headers"] = keep_masked(fields["headers"], endpoint.headers)
     if fields:
         for name, value in fields.items():
             setattr(endpoint, name, value)

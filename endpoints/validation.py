@@ -9,30 +9,16 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from deliveries.policy import PolicyError, RetryPolicy
+from endpoints import header_rules
+from endpoints.header_rules import ValueProblem
 from endpoints.url_safety import UnsafeURLError, check_url
 from events.filters import FilterError, validate_filter
 
 EVENT_TYPE_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 SUBSCRIPTION_PATTERN = re.compile(r"^(\*|[a-z0-9_-]+(\.[a-z0-9_-]+)*(\.\*)?)$")
-HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
-# Headers a partner's custom headers may not set: the signature, transport and auth.
-PROTECTED_HEADERS = frozenset(
-    {
-        "webhook-id",
-        "webhook-timestamp",
-        "webhook-signature",
-        "content-type",
-        "content-length",
-        "host",
-        "user-agent",
-        "authorization",
-        "transfer-encoding",
-        "connection",
-    }
-)
-MAX_HEADERS = 20
 
 
 def validate_url(url: str) -> None:
@@ -46,25 +32,96 @@ def validate_url(url: str) -> None:
         raise ValidationError({"url": str(exc)}) from None
 
 
-def validate_headers(headers) -> None:
+def validate_headers(headers, *, allow_masked: bool = False) -> None:
+    """Custom headers: valid, unprotected names (each once) with sendable values.
+
+    `allow_masked` lets values in their masked form (`••••1234`) pass: the API checks
+    the request before the service puts the stored values back in their place
+    (`header_rules.keep_masked`); the model's own check never allows them.
+    """
     if not isinstance(headers, dict):
-        raise ValidationError({"headers": "Headers must be an object of name: value."})
-    if len(headers) > MAX_HEADERS:
-        raise ValidationError({"headers": f"At most {MAX_HEADERS} custom headers."})
+        raise ValidationError({"headers": _("Headers must be an object of name: value.")})
+    if len(headers) > header_rules.MAX_HEADERS:
+        raise ValidationError(
+            {"headers": _("At most %(max)d custom headers.") % {"max": header_rules.MAX_HEADERS}}
+        )
+    seen = set()
     for name, value in headers.items():
-        if not HEADER_NAME.match(name):
-            raise ValidationError({"headers": f"{name!r} is not a valid header name."})
-        if name.lower() in PROTECTED_HEADERS or name.lower().startswith("webhook-"):
+        if not header_rules.is_valid_name(name):
             raise ValidationError(
-                {"headers": f"{name} is set by webhookhub and cannot be overridden."}
+                {"headers": _("%(name)r is not a valid header name.") % {"name": name}}
             )
-        if not isinstance(value, str) or len(value) > 1000 or any(c in value for c in "\r\n\0"):
+        if header_rules.is_protected(name):
             raise ValidationError(
                 {
-                    "headers": f"The value of {name} must be a single-line string "
-                    "of at most 1000 characters."
+                    "headers": _("%(name)s is set by webhookhub and cannot be overridden.")
+                    % {"name": name}
                 }
             )
+        if name.lower() in seen:
+            raise ValidationError(
+                {
+                    "headers": _("%(name)s is given twice (header names ignore case).")
+                    % {"name": name}
+                }
+            )
+        seen.add(name.lower())
+        if header_rules.is_masked(value):
+            if allow_masked:
+                continue
+            raise ValidationError(
+                {
+                    "headers": _(
+                        "The value of %(name)s is masked (%(value)s) but is not the masked "
+                        "form of its current value: send the whole value."
+                    )
+                    % {"name": name, "value": value}
+                }
+            )
+        validate_header_value(value, field="headers", header=name)
+
+
+def validate_auth_token(token) -> None:
+    """The bearer token goes out as `Authorization: Bearer <token>`: a header value.
+
+    Checked where a token is set (the API, `endpoint_create` / `endpoint_update`), not by
+    `Endpoint.clean()`: the admin form does not edit the token, and a token stored before
+    this rule must not make every other change to its endpoint fail.
+    """
+    if token:
+        validate_header_value(
+            token,
+            field="auth_token",
+            header="Authorization (auth_token)",
+            max_length=header_rules.MAX_TOKEN_LENGTH,
+        )
+
+
+def validate_header_value(
+    value, *, field: str, header: str, max_length: int = header_rules.MAX_VALUE_LENGTH
+) -> None:
+    """RFC 9110 field-value (`header_rules.value_problem`), as a message on `field`
+    naming `header`."""
+    problem = header_rules.value_problem(value, max_length=max_length)
+    if problem is None:
+        return
+    kind, char = problem
+    allowed = _("header values are visible ASCII characters, with spaces and tabs inside")
+    messages = {
+        ValueProblem.NOT_TEXT: _("The value of %(header)s must be a string."),
+        ValueProblem.TOO_LONG: _("The value of %(header)s is longer than %(max)d characters."),
+        ValueProblem.CONTROL: _(
+            "The value of %(header)s contains a control character (%(char)s): %(allowed)s."
+        ),
+        ValueProblem.NOT_ASCII: _(
+            "The value of %(header)s contains %(char)s, which is not ASCII: %(allowed)s."
+        ),
+        ValueProblem.EDGE_WHITESPACE: _(
+            "The value of %(header)s starts or ends with whitespace: %(allowed)s."
+        ),
+    }
+    params = {"header": header, "max": max_length, "char": char, "allowed": allowed}
+    raise ValidationError({field: messages[kind] % params})
 
 
 def validate_retry_policy(policy) -> None:

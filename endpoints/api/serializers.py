@@ -1,10 +1,13 @@
 """Endpoint representations and inputs. Secrets are write-only or shown once."""
 
+from functools import partial
+
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from deliveries.policy import RetryPolicy
-from endpoints import validation
+from endpoints import header_rules, validation
 from endpoints.models import CircuitState, Endpoint
 from webhookhub.api.fields import (
     JSONValueField,
@@ -103,12 +106,25 @@ class SubscriptionField(serializers.Field):
 
 
 class HeadersField(serializers.DictField):
-    child = TextField(allow_blank=True, max_length=1000)
+    """Custom headers to send. A value in its masked form (as GET shows it) is let
+    through here; `endpoint_update` puts the stored value back in its place."""
+
+    # Values are checked as they are: no silent trimming of what goes on the wire.
+    child = TextField(allow_blank=True, trim_whitespace=False)
 
     def to_internal_value(self, data):
         data = super().to_internal_value(data)
-        run_rule(validation.validate_headers, data)
+        run_rule(partial(validation.validate_headers, allow_masked=True), data)
         return data
+
+
+class MaskedHeadersField(serializers.DictField):
+    """Custom header names with their values masked: the values are write-only."""
+
+    child = serializers.CharField()
+
+    def to_representation(self, value):
+        return header_rules.masked(value)
 
 
 class EndpointSerializer(serializers.Serializer):
@@ -126,7 +142,12 @@ class EndpointSerializer(serializers.Serializer):
     )
     event_types = serializers.SerializerMethodField()
     filter = FilterField(help_text="Payload filter applied to every event type.")
-    headers = serializers.DictField(child=serializers.CharField())
+    headers = MaskedHeadersField(
+        help_text=_(
+            "Extra request headers. Values are write-only: shown as •••• and their last 4 "
+            "characters (just •••• when shorter than 12)."
+        )
+    )
     timeout_seconds = serializers.IntegerField()
     retry_policy = RetryPolicyField()
     rate_limit_per_second = serializers.IntegerField(allow_null=True)
@@ -173,7 +194,13 @@ class EndpointWriteSerializer(StrictSerializer):
         help_text='Event type names and wildcards (`order.*`, `*`). Default: `["*"]`.',
     )
     filter = FilterField(required=False)
-    headers = HeadersField(required=False, help_text="Extra request headers.")
+    headers = HeadersField(
+        required=False,
+        help_text=_(
+            "Extra request headers; replaces them all. A value sent back masked, as it is "
+            "shown, keeps the current value of that header."
+        ),
+    )
     timeout_seconds = StrictIntegerField(min_value=1, max_value=60, required=False)
     retry_policy = RetryPolicyField(required=False, allow_null=True)
     rate_limit_per_second = StrictIntegerField(
@@ -183,8 +210,9 @@ class EndpointWriteSerializer(StrictSerializer):
     max_in_flight = StrictIntegerField(min_value=1, max_value=100, required=False)
     auth_token = TextField(
         allow_blank=True,
+        trim_whitespace=False,
         required=False,
-        max_length=500,
+        max_length=header_rules.MAX_TOKEN_LENGTH,
         write_only=True,
         help_text="Sent as `Authorization: Bearer <token>`; empty to stop sending one.",
     )
@@ -197,8 +225,7 @@ class EndpointWriteSerializer(StrictSerializer):
         return value or {}
 
     def validate_auth_token(self, value):
-        if any(ch in value for ch in "\r\n"):
-            raise serializers.ValidationError("The token must be a single line.")
+        run_rule(validation.validate_auth_token, value)
         return value
 
 

@@ -397,6 +397,13 @@ def test_custom_headers_cannot_override_protected_ones():
         "Host": "evil.example",
         "Content-Length": "0",
         "Transfer-Encoding": "chunked",
+        "Keep-Alive": "timeout=5",
+        "TE": "trailers",
+        "Trailer": "X-Tail",
+        "Upgrade": "h2c",
+        "Expect": "100-continue",
+        "Proxy-Authorization": "Basic abc",
+        "Proxy-Connection": "keep-alive",
         "Webhook-Signature": "v1,forged",
         "webhook-id": "msg_forged",
         "WEBHOOK-Custom": "x",
@@ -412,10 +419,10 @@ def test_custom_headers_cannot_override_protected_ones():
     }
 
 
-def test_custom_authorization_is_allowed_without_a_bearer_token():
+def test_custom_authorization_is_never_sent_the_bearer_token_is():
+    # Refused when saved (endpoints.header_rules: one list for validation and transport).
     headers = compose_headers(signed=SIGNED, custom={"authorization": "Basic abc"}, bearer_token="")
-    assert headers["authorization"] == "Basic abc"
-    assert "Authorization" not in headers
+    assert "authorization" not in headers and "Authorization" not in headers
 
 
 def test_mask_headers():
@@ -445,3 +452,20 @@ def test_mask_headers():
     }
     assert mask_headers({"X-Token": "12345678901"}) == {"X-Token": "••••"}  # < 12: all masked
     assert mask_headers({"X-Token": "123456789012"}) == {"X-Token": "••••9012"}
+
+
+def test_custom_header_values_are_masked_whatever_their_name():
+    headers = {
+        "X-Password": "hunter2-long-secret-value",
+        "X-Tenant": "acme",
+        "X-Api-Key": "0123456789abcdef",
+        "Content-Type": "application/json",
+        "webhook-id": "msg_1",
+    }
+    assert mask_headers(headers, secret_names=frozenset({"x-password", "x-tenant"})) == {
+        "X-Password": "••••alue",
+        "X-Tenant": "••••",
+        "X-Api-Key": "••••cdef",
+        "Content-Type": "application/json",
+        "webhook-id": "msg_1",
+    }

@@ -18,25 +18,32 @@ def raw_row(table: str, pk: int) -> str:
         return " ".join(str(v) for v in cursor.fetchone())
 
 
-def test_signing_secret_and_bearer_token_are_unreadable_in_the_table(event_types):
-    endpoint = make_endpoint(auth_token="bearer-token-value-123456")
+def test_signing_secret_bearer_token_and_header_values_are_unreadable_in_the_table(event_types):
+    endpoint = make_endpoint(
+        auth_token="bearer-token-value-123456", headers={"X-Password": "hunter2-long-secret"}
+    )
     assert endpoint.signing_secret.startswith("whsec_")
     rotated = endpoint_rotate_secret(endpoint, by="test")
     row = raw_row("endpoints_endpoint", endpoint.pk)
     assert rotated not in row
     assert endpoint.signing_secret[6:] not in row and "whsec_" not in row
     assert "bearer-token-value-123456" not in row
-    assert row.count("fernet:") == 3
+    assert "hunter2" not in row and "X-Password" not in row
+    assert row.count("fernet:") == 4
     reloaded = Endpoint.objects.get(pk=endpoint.pk)
     assert reloaded.signing_secret == rotated
     assert reloaded.auth_token == "bearer-token-value-123456"
+    assert reloaded.headers == {"X-Password": "hunter2-long-secret"}
     assert reloaded.active_secrets()[1] == endpoint.signing_secret
 
 
 def test_secrets_never_appear_in_repr_or_str(event_types):
-    endpoint = make_endpoint(auth_token="bearer-token-value-123456")
+    endpoint = make_endpoint(
+        auth_token="bearer-token-value-123456", headers={"X-Password": "hunter2-long-secret"}
+    )
     for text in (repr(endpoint), str(endpoint)):
         assert endpoint.signing_secret not in text and "bearer-token" not in text
+        assert "hunter2" not in text
     assert endpoint.public_id.startswith("ep_")
 
 
@@ -65,7 +72,10 @@ def test_partner_token_needs_a_partner_and_publisher_token_has_none():
         ({"url": "gopher://x.example/"}, "url", "http"),
         ({"headers": {"Webhook-Signature": "x"}}, "headers", "cannot be overridden"),
         ({"headers": {"Authorization": "x"}}, "headers", "cannot be overridden"),
-        ({"headers": {"X-Bad": "line\r\nbreak"}}, "headers", "single-line"),
+        ({"headers": {"X-Bad": "line\r\nbreak"}}, "headers", "X-Bad contains a control character"),
+        ({"headers": {"Keep-Alive": "timeout=5"}}, "headers", "cannot be overridden"),
+        ({"headers": {"X-Bad": "caf\u00e9"}}, "headers", "X-Bad contains U+00E9"),
+        ({"auth_token": "tok\x0ben"}, "auth_token", "Authorization (auth_token) contains"),
         ({"headers": {"bad name": "x"}}, "headers", "not a valid header name"),
         ({"retry_policy": {"strategy": "sometimes"}}, "retry_policy", "retry_policy.strategy"),
         ({"retry_policy": {"max_attempts": 0}}, "retry_policy", "retry_policy.max_attempts"),
@@ -97,7 +107,9 @@ def test_encryption_key_rotation_reencrypts_with_the_new_key(event_types, settin
     from cryptography.fernet import Fernet
     from django.core.management import call_command
 
-    endpoint = make_endpoint(auth_token="bearer-token-value-123456")
+    endpoint = make_endpoint(
+        auth_token="bearer-token-value-123456", headers={"X-Password": "hunter2-long-secret"}
+    )
     old_key = settings.WEBHOOKHUB_ENCRYPTION_KEY
     old_keys = old_key if isinstance(old_key, list) else [old_key]
     new_key = Fernet.generate_key().decode()
@@ -107,6 +119,7 @@ def test_encryption_key_rotation_reencrypts_with_the_new_key(event_types, settin
     reloaded = Endpoint.objects.get(pk=endpoint.pk)
     assert reloaded.signing_secret == endpoint.signing_secret
     assert reloaded.auth_token == "bearer-token-value-123456"
+    assert reloaded.headers == {"X-Password": "hunter2-long-secret"}
 
 
 def test_expired_rotated_secrets_are_purged(event_types):

@@ -5,6 +5,9 @@ from django.db import transaction
 
 from endpoints.models import Endpoint
 
+# Every encrypted field of an endpoint (custom headers included: their values are secrets).
+SECRET_FIELDS = ["signing_secret", "previous_secrets", "auth_token", "headers"]
+
 
 class Command(BaseCommand):
     help = (
@@ -23,9 +26,7 @@ class Command(BaseCommand):
                 endpoint = Endpoint.objects.select_for_update().get(pk=pk)
                 if not dry_run:
                     # Saving writes each secret again, encrypted with the newest key.
-                    endpoint.save(
-                        update_fields=["signing_secret", "previous_secrets", "auth_token"]
-                    )
+                    endpoint.save(update_fields=SECRET_FIELDS)
             done += 1
         verb = "would re-encrypt" if dry_run else "re-encrypted"
         self.stdout.write(f"{verb} the secrets of {done} endpoints")
