@@ -1,8 +1,10 @@
 """What happened: the event type catalog and the immutable event records."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from webhookhub.ids import event_id
+from webhookhub.json_values import json_problem
 
 
 class EventType(models.Model):
@@ -28,10 +30,15 @@ class EventType(models.Model):
 
         from endpoints.validation import EVENT_TYPE_NAME
 
-        if not EVENT_TYPE_NAME.match(self.name or ""):
-            raise ValidationError(
-                {"name": "Use lower-case words separated by dots, e.g. order.paid."}
-            )
+        errors = {}
+        if not EVENT_TYPE_NAME.fullmatch(self.name or ""):
+            errors["name"] = _("Use lower-case words separated by dots, e.g. order.paid.")
+        for field in ("example", "schema"):
+            problem = json_problem(getattr(self, field), field)
+            if problem:
+                errors[field] = problem
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def is_archived(self) -> bool:

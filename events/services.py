@@ -9,13 +9,14 @@ fails, the dispatcher finds the due deliveries in the database anyway.
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial  # [metrics]
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from deliveries import metrics
 from deliveries.dispatch import enqueue_on_commit, reservation
@@ -24,6 +25,8 @@ from deliveries.signing import encode_envelope
 from endpoints.models import Partner
 from events.models import Event, EventType
 from events.selectors import endpoint_ids_for_event
+from webhookhub.ids import event_id
+from webhookhub.json_values import json_problem, text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ def publish(
     The returned event carries `created` (False for an idempotent repeat) and
     `deliveries_count`.
     """
-    event, _ = event_publish(
+    event, _created = event_publish(
         event_type,
         data,
         partner=partner,
@@ -77,26 +80,33 @@ def event_publish(
     enqueue: bool = True,
 ) -> tuple[Event, bool]:
     """`publish()` returning `(event, created)`; `endpoint_ids` bypasses
-    subscription matching (a test event goes to exactly one endpoint)."""
-    type_obj = _event_type(event_type)
-    partner_obj = _partner(partner)
+    subscription matching (a test event goes to exactly one endpoint).
+
+    Every argument is checked before the first query: text that PostgreSQL cannot
+    store (NUL, lone surrogates) or a payload that is not plain JSON (NaN, nested past
+    the API's depth limit, over `WEBHOOKHUB_MAX_PAYLOAD_BYTES` as an envelope) is a
+    ValidationError, never a database error that would break the caller's transaction.
+    """
+    event_type = _event_type_name(event_type)
+    if isinstance(partner, str):
+        _text("partner", partner)
     tags = _tags(tags)
     source = _source(source)
     if idempotency_key is not None:
         idempotency_key = _idempotency_key(idempotency_key)
-    if occurred_at is None:
-        occurred_at = timezone.now()
-    elif not isinstance(occurred_at, datetime) or timezone.is_naive(occurred_at):
-        raise ValidationError({"occurred_at": "Give an aware datetime (with a time zone)."})
-    if not isinstance(data, dict):
-        raise ValidationError({"data": "The payload must be a JSON object."})
+    occurred_at = _occurred_at(occurred_at)
+    public_id = event_id()
+    body = _envelope(public_id, event_type, occurred_at, data)
 
+    type_obj = _event_type(event_type)
+    partner_obj = _partner(partner)
     if idempotency_key:
         existing = _existing(idempotency_key)
         if existing is not None:
             return existing, False
 
     event = Event(
+        public_id=public_id,
         event_type=type_obj,
         partner=partner_obj,
         source=source,
@@ -104,25 +114,8 @@ def event_publish(
         idempotency_key=idempotency_key or None,
         tags=tags,
         occurred_at=occurred_at,
+        body=body.decode(),
     )
-    try:
-        body = encode_envelope(
-            event_id=event.public_id, event_type=type_obj.name, timestamp=occurred_at, data=data
-        )
-    except (TypeError, ValueError) as exc:
-        raise ValidationError({"data": f"The payload is not JSON-serialisable: {exc}"}) from None
-    limit = settings.WEBHOOKHUB_MAX_PAYLOAD_BYTES
-    if len(body) > limit:
-        raise ValidationError(
-            {
-                "data": ValidationError(
-                    f"The payload is {len(body)} bytes; the limit is {limit} bytes.",
-                    code="payload_too_large",
-                )
-            }
-        )
-    event.body = body.decode()
-
     with transaction.atomic():
         try:
             if idempotency_key:
@@ -197,56 +190,121 @@ def _existing(idempotency_key: str) -> Event | None:
     return event
 
 
-def _event_type(name) -> EventType:
+def _text(field: str, value: str) -> str:
+    problem = text_problem(value, field)
+    if problem:
+        raise ValidationError({field: problem})
+    return value
+
+
+def _event_type_name(name) -> str:
     if not isinstance(name, str) or not name:
-        raise ValidationError({"type": "Give the event type name, e.g. order.paid."})
+        raise ValidationError({"type": _("Give the event type name, e.g. order.paid.")})
+    return _text("type", name)
+
+
+def _occurred_at(value) -> datetime:
+    """An aware datetime, in UTC: Python takes offsets up to ±23:59, PostgreSQL ±15:59."""
+    if value is None:
+        return timezone.now()
+    if not isinstance(value, datetime) or timezone.is_naive(value):
+        raise ValidationError({"occurred_at": _("Give an aware datetime (with a time zone).")})
+    try:
+        value = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        value = None
+    if value is None or not 1 <= value.year <= 9998:
+        raise ValidationError({"occurred_at": _("The time is out of range.")})
+    return value
+
+
+def _envelope(public_id: str, event_type: str, occurred_at: datetime, data) -> bytes:
+    """The bytes every attempt will send, or a ValidationError naming what in `data`
+    cannot be sent."""
+    if not isinstance(data, dict):
+        raise ValidationError({"data": _("The payload must be a JSON object.")})
+    problem = json_problem(data, "data")
+    if problem:
+        raise ValidationError({"data": problem})
+    try:
+        body = encode_envelope(
+            event_id=public_id, event_type=event_type, timestamp=occurred_at, data=data
+        )
+    except (TypeError, ValueError) as exc:
+        message = _("The payload is not JSON-serialisable: %(reason)s") % {"reason": exc}
+        raise ValidationError({"data": message}) from None
+    limit = settings.WEBHOOKHUB_MAX_PAYLOAD_BYTES
+    if len(body) > limit:
+        message = _("The payload is %(size)s bytes; the limit is %(limit)s bytes.") % {
+            "size": len(body),
+            "limit": limit,
+        }
+        raise ValidationError({"data": ValidationError(message, code="payload_too_large")})
+    return body
+
+
+def _event_type(name: str) -> EventType:
     try:
         return EventType.objects.get(name=name, archived_at__isnull=True)
     except EventType.DoesNotExist:
-        raise ValidationError({"type": f"Unknown event type {name!r}."}) from None
+        raise ValidationError(
+            {"type": _("Unknown event type %(name)r.") % {"name": name}}
+        ) from None
 
 
 def _partner(partner) -> Partner | None:
     if partner is None or isinstance(partner, Partner):
         if partner is not None and not partner.is_active:
-            raise ValidationError({"partner": f"Partner {partner.name!r} is inactive."})
+            raise ValidationError(
+                {"partner": _("Partner %(name)r is inactive.") % {"name": partner.name}}
+            )
         return partner
     if isinstance(partner, str):
         found = Partner.objects.filter(public_id=partner, is_active=True).first()
         if found is None:
-            raise ValidationError({"partner": f"Unknown or inactive partner {partner!r}."})
+            raise ValidationError(
+                {"partner": _("Unknown or inactive partner %(id)r.") % {"id": partner}}
+            )
         return found
-    raise ValidationError({"partner": "Give a partner id (prt_…) or nothing for a broadcast."})
+    raise ValidationError({"partner": _("Give a partner id (prt_…) or nothing for a broadcast.")})
 
 
 def _tags(tags) -> list[str]:
     if isinstance(tags, str) or not isinstance(tags, Iterable):
-        raise ValidationError({"tags": "Tags must be a list of strings."})
+        raise ValidationError({"tags": _("Tags must be a list of strings.")})
     tags = list(tags)
     if len(tags) > MAX_TAGS or not all(isinstance(t, str) and 0 < len(t) <= 100 for t in tags):
         raise ValidationError(
-            {"tags": f"Tags must be at most {MAX_TAGS} non-empty strings of up to 100 characters."}
+            {
+                "tags": _("Tags must be at most %(max)s non-empty strings of up to 100 characters.")
+                % {"max": MAX_TAGS}
+            }
         )
+    for tag in tags:
+        _text("tags", tag)
     return tags
 
 
 def _source(source) -> str:
     if not isinstance(source, str) or len(source) > MAX_SOURCE_LENGTH:
         raise ValidationError(
-            {"source": f"Source must be a string of at most {MAX_SOURCE_LENGTH} characters."}
+            {
+                "source": _("Source must be a string of at most %(max)s characters.")
+                % {"max": MAX_SOURCE_LENGTH}
+            }
         )
-    return source
+    return _text("source", source)
 
 
 def _idempotency_key(key) -> str:
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise ValidationError(
             {
-                "idempotency_key": "The idempotency key must be 1 to "
-                f"{MAX_IDEMPOTENCY_KEY_LENGTH} characters."
+                "idempotency_key": _("The idempotency key must be 1 to %(max)s characters.")
+                % {"max": MAX_IDEMPOTENCY_KEY_LENGTH}
             }
         )
-    return key
+    return _text("idempotency_key", key)
 
 
 def events_publish_batch(
@@ -290,7 +348,7 @@ def event_type_create(
 ) -> EventType:
     """Add a name to the catalog. `webhookhub.*` names are webhookhub's own."""
     if isinstance(name, str) and name.startswith(RESERVED_EVENT_TYPE_PREFIX):
-        raise ValidationError({"name": "Names starting with webhookhub. are reserved."})
+        raise ValidationError({"name": _("Names starting with webhookhub. are reserved.")})
     event_type = EventType(name=name, description=description, example=example, schema=schema)
     event_type.full_clean()
     event_type.save()
@@ -300,7 +358,7 @@ def event_type_create(
 def event_type_archive(event_type: EventType, *, by: str = "") -> bool:
     """Stop accepting events of this type (history stays). False if already archived."""
     if event_type.name.startswith(RESERVED_EVENT_TYPE_PREFIX):
-        raise ValidationError({"name": "webhookhub's own event types cannot be archived."})
+        raise ValidationError({"name": _("webhookhub's own event types cannot be archived.")})
     updated = EventType.objects.filter(pk=event_type.pk, archived_at__isnull=True).update(
         archived_at=timezone.now()
     )

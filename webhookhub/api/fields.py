@@ -1,17 +1,19 @@
 """Strict JSON fields: a JSON API takes the types its schema names, nothing coerced.
 
 DRF would turn `123` into the string "123" and `"true"` into True; these fields refuse
-wrong types with a message instead. JSON values are checked for what PostgreSQL and
-the delivery envelope cannot carry (NUL characters, lone surrogates, absurd nesting),
-so such input is a 400 instead of a database error.
+wrong types with a message instead. Text and JSON values are checked for what PostgreSQL
+and the delivery envelope cannot carry (NUL characters, lone surrogates, NaN, absurd
+nesting) by the same checker `publish()` uses (webhookhub/json_values.py), so such input
+is a 400 naming the field instead of a database error.
 """
 
 from datetime import UTC
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-MAX_JSON_DEPTH = 100
+from webhookhub.json_values import json_problem, text_problem
 
 
 class StrictSerializer(serializers.Serializer):
@@ -21,29 +23,24 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+                raise serializers.ValidationError({name: [_("Unknown field.")] for name in unknown})
         return super().to_internal_value(data)
 
 
-def _check_text(value: str) -> str | None:
-    if "\x00" in value:
-        return "Text may not contain NUL characters."
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "Text must be valid Unicode (no lone surrogates)."
-    return None
+def _label(field) -> str:
+    """The name messages give a field: its own, or its list's or dict's (`tags`)."""
+    return field.field_name or getattr(field.parent, "field_name", "") or str(_("value"))
 
 
 class TextField(serializers.CharField):
     """A JSON string, and only a string."""
 
-    default_error_messages = {"type": "Expected a string."}
+    default_error_messages = {"type": _("Expected a string.")}
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("type")
-        problem = _check_text(data)
+        problem = text_problem(data, _label(self))
         if problem:
             raise serializers.ValidationError(problem)
         return super().to_internal_value(data)
@@ -73,7 +70,7 @@ class SafeDateTimeField(serializers.DateTimeField):
     Returned in UTC: Python accepts offsets up to ±23:59, PostgreSQL only ±15:59.
     """
 
-    default_error_messages = {"range": "The time is out of range."}
+    default_error_messages = {"range": _("The time is out of range.")}
 
     def to_internal_value(self, value):
         if not isinstance(value, str):
@@ -87,33 +84,11 @@ class SafeDateTimeField(serializers.DateTimeField):
         return parsed
 
 
-def json_problem(value) -> str | None:
-    """Why `value` (parsed JSON) cannot be stored and sent as-is, or None."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            return f"JSON is nested more than {MAX_JSON_DEPTH} levels deep."
-        if isinstance(item, str):
-            problem = _check_text(item)
-            if problem:
-                return problem
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                problem = _check_text(key)
-                if problem:
-                    return problem
-                stack.append((child, depth + 1))
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return None
-
-
 class JSONValueField(serializers.JSONField):
     """Any JSON value that can be stored and delivered as-is."""
 
     def to_internal_value(self, data):
-        problem = json_problem(data)
+        problem = json_problem(data, _label(self))
         if problem:
             raise serializers.ValidationError(problem)
         return super().to_internal_value(data)
@@ -124,7 +99,7 @@ class JSONObjectField(JSONValueField):
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
-            raise serializers.ValidationError("Expected a JSON object.")
+            raise serializers.ValidationError(_("Expected a JSON object."))
         return super().to_internal_value(data)
 
 

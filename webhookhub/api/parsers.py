@@ -3,21 +3,23 @@
 import json
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from webhookhub.api.exceptions import PayloadTooLarge
+from webhookhub.json_values import MAX_JSON_DEPTH
 
 
 def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
+    raise ValueError(_("%(name)s is not valid JSON") % {"name": name})
 
 
 class LimitedJSONParser(JSONParser):
     """`application/json` only. The raw body may be at most `view.max_body_bytes`
     (default `WEBHOOKHUB_MAX_PAYLOAD_BYTES`): a larger `Content-Length` is refused
     without reading, and at most limit + 1 bytes are ever read. NaN/Infinity and
-    nesting deeper than Python's recursion limit are 400s, not 500s."""
+    nesting deeper than the parser can follow are 400s, not 500s."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         parser_context = parser_context or {}
@@ -37,6 +39,11 @@ class LimitedJSONParser(JSONParser):
         try:
             return json.loads(raw.decode(encoding), parse_constant=_refuse_constant)
         except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply.") from None
+            # The C decoder stops at the interpreter's recursion limit and raises this
+            # cleanly; the values it does return are depth-checked by the fields.
+            raise ParseError(
+                _("JSON parse error - nested more than %(limit)s levels deep.")
+                % {"limit": MAX_JSON_DEPTH}
+            ) from None
         except (ValueError, LookupError) as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
+            raise ParseError(_("JSON parse error - %(reason)s") % {"reason": exc}) from None
