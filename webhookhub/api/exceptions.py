@@ -8,8 +8,10 @@ the same shape (413 when the payload is too large), so a rule is written once, i
 service or model, and every surface shows it the same way.
 """
 
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions, status
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -24,16 +26,17 @@ class PayloadTooLarge(exceptions.APIException):
     def __init__(self, limit: int | None = None, detail: str | None = None):
         if detail is None:
             detail = (
-                f"The request body is larger than the limit of {limit} bytes."
+                _("The request body is larger than the limit of %(limit)s bytes.")
+                % {"limit": limit}
                 if limit
-                else "The payload is too large."
+                else _("The payload is too large.")
             )
         super().__init__(detail)
 
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object is not in a state that allows this."
+    default_detail = _("The object is not in a state that allows this.")
     default_code = "conflict"
 
 
@@ -78,12 +81,16 @@ def _summary(errors: dict[str, list[str]]) -> str:
             if field == api_settings.NON_FIELD_ERRORS_KEY or messages[0].startswith(field):
                 return messages[0]
             return f"{field}: {messages[0]}"
-    return "Invalid input."
+    return str(_("Invalid input."))
 
 
 def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         exc = from_django(exc)
+    elif isinstance(exc, RequestDataTooBig):
+        # A body Django would not read (DATA_UPLOAD_MAX_MEMORY_SIZE): the API's 413,
+        # not a logged "suspicious operation" and an HTML 400.
+        exc = PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # not an API error: a bug, let it be a 500 and be logged

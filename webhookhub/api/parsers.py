@@ -1,4 +1,4 @@
-"""JSON request bodies, refused with 413 past the size limit before they are parsed."""
+"""JSON request bodies, refused with 413 past the size limit before they are read."""
 
 import json
 
@@ -15,22 +15,33 @@ def _refuse_constant(name: str):
     raise ValueError(_("%(name)s is not valid JSON") % {"name": name})
 
 
+def body_limit(view) -> int:
+    """The largest request body `view` takes: its `max_body_bytes`, by default
+    `WEBHOOKHUB_MAX_PAYLOAD_BYTES`."""
+    return getattr(view, "max_body_bytes", None) or settings.WEBHOOKHUB_MAX_PAYLOAD_BYTES
+
+
+def declared_length(request) -> int:
+    """The request's `Content-Length` (0 when absent or not a number, as Django reads it)."""
+    try:
+        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
 class LimitedJSONParser(JSONParser):
-    """`application/json` only. The raw body may be at most `view.max_body_bytes`
-    (default `WEBHOOKHUB_MAX_PAYLOAD_BYTES`): a larger `Content-Length` is refused
-    without reading, and at most limit + 1 bytes are ever read. NaN/Infinity and
-    nesting deeper than the parser can follow are 400s, not 500s."""
+    """`application/json` only. The raw body may be at most `body_limit(view)` bytes.
+
+    API views refuse a larger `Content-Length` before the body is read (ApiViewMixin);
+    here the declared length is checked again and at most limit + 1 bytes are parsed, for
+    any view that does not. NaN/Infinity and nesting deeper than the parser can follow
+    are 400s, not 500s."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         parser_context = parser_context or {}
-        view = parser_context.get("view")
-        limit = getattr(view, "max_body_bytes", None) or settings.WEBHOOKHUB_MAX_PAYLOAD_BYTES
+        limit = body_limit(parser_context.get("view"))
         request = parser_context.get("request")
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0) if request else 0
-        except ValueError:
-            declared = 0
-        if declared > limit:
+        if request is not None and declared_length(request) > limit:
             raise PayloadTooLarge(limit)
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:

@@ -1,9 +1,12 @@
-"""What every API ViewSet shares: public-id lookups and request validation."""
+"""What every API ViewSet shares: public-id lookups, request validation and the body
+limit."""
 
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from webhookhub.api.exceptions import PayloadTooLarge
 from webhookhub.api.fields import StrictSerializer
+from webhookhub.api.parsers import body_limit, declared_length
 
 PUBLIC_ID_REGEX = r"[A-Za-z0-9_]{1,40}"
 
@@ -16,6 +19,15 @@ class ApiViewMixin:
     lookup_field = "public_id"
     lookup_url_kwarg = "id"
     lookup_value_regex = PUBLIC_ID_REGEX
+
+    def initial(self, request, *args, **kwargs):
+        # First, before authentication and before anything reads the body: a body larger
+        # than this view takes is refused on its declared length and never read. (A
+        # smaller, lying Content-Length only ever gets that many bytes read.)
+        limit = body_limit(self)
+        if declared_length(request) > limit:
+            raise PayloadTooLarge(limit)
+        super().initial(request, *args, **kwargs)
 
     def filter_queryset(self, queryset):
         """Query filters narrow lists only; a detail route finds its object regardless."""
