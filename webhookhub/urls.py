@@ -15,6 +15,12 @@ urlpatterns = [
     path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]
 
+# Under /api/ these answer in the API's JSON error shape; elsewhere Django's pages.
+handler400 = "webhookhub.api.views.bad_request"
+handler403 = "webhookhub.api.views.permission_denied"
+handler404 = "webhookhub.api.views.page_not_found"
+handler500 = "webhookhub.api.views.server_error"
+
 if settings.DEBUG:
     from webhookhub.demo import demo_receiver
 
