@@ -1,7 +1,7 @@
 """Payload filters for subscriptions.
 
 A filter is JSON. ``null`` or ``{}`` matches every event. Otherwise it is a
-*condition* or a *combinator*::
+*condition* or a *combinator* (whose members are filters other than ``null``)::
 
     {"path": "data.order.amount", "op": "gt", "value": 100}
     {"and": [filter, ...]}      {"or": [filter, ...]}
@@ -77,18 +77,22 @@ def validate_filter(spec: Any, *, field: str = "filter") -> None:
     The error's ``field`` is the location of the first problem found, rooted
     at ``field``, and its message includes that location.
     """
-    compile_filter(spec, field=field)
+    compile_filter(spec, field=field, strict=True)
 
 
-def compile_filter(spec: Any, *, field: str = "filter") -> Callable[[dict], bool]:
+def compile_filter(
+    spec: Any, *, field: str = "filter", strict: bool = False
+) -> Callable[[dict], bool]:
     """Validate ``spec`` and return a predicate over event envelopes.
 
     Raises :class:`FilterError` like :func:`validate_filter`. Regexes are
     compiled once here; the predicate returns a bool for any input and never
-    raises.
+    raises. Not ``strict`` (matching at fan-out), a ``null`` member of a
+    combinator matches every event, as it did when such filters were
+    accepted, so a stored filter keeps working; ``strict`` (saving) refuses it.
     """
     counter = [0]
-    predicate = _build(spec, field, 0, counter, field)
+    predicate = _build(spec, field, 0, counter, field, strict)
     try:
         encoded = json.dumps(spec, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
@@ -124,8 +128,10 @@ def _always(envelope: Any) -> bool:
     return True
 
 
-def _build(spec: Any, loc: str, depth: int, counter: list[int], root: str) -> Predicate:
-    if spec is None or (isinstance(spec, dict) and not spec):
+def _build(
+    spec: Any, loc: str, depth: int, counter: list[int], root: str, strict: bool
+) -> Predicate:
+    if (spec is None and not (strict and depth)) or (isinstance(spec, dict) and not spec):
         return _always
     if not isinstance(spec, dict):
         raise FilterError(loc, "must be an object (a condition or an 'and'/'or' combinator)")
@@ -141,7 +147,7 @@ def _build(spec: Any, loc: str, depth: int, counter: list[int], root: str) -> Pr
         if not isinstance(children, list) or not children:
             raise FilterError(here, "must be a non-empty list of filters")
         parts = tuple(
-            _build(child, f"{here}[{i}]", depth + 1, counter, root)
+            _build(child, f"{here}[{i}]", depth + 1, counter, root, strict)
             for i, child in enumerate(children)
         )
         if name == "and":

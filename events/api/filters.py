@@ -4,6 +4,7 @@ from datetime import UTC
 
 import django_filters
 from django import forms
+from django.utils.translation import gettext_lazy as _
 from django_filters.fields import IsoDateTimeField
 
 from events.models import Event, EventType
@@ -19,9 +20,9 @@ class SafeDateTimeFormField(IsoDateTimeField):
             try:
                 result = result.astimezone(UTC)
             except (OverflowError, ValueError):
-                raise forms.ValidationError("The time is out of range.") from None
+                raise forms.ValidationError(_("The time is out of range.")) from None
             if not 1 <= result.year <= 9998:
-                raise forms.ValidationError("The time is out of range.")
+                raise forms.ValidationError(_("The time is out of range."))
         return result
 
 
@@ -36,8 +37,16 @@ class EventFilter(django_filters.FilterSet):
     partner = django_filters.CharFilter(
         field_name="partner__public_id", max_length=40, label="Partner id (`prt_…`)."
     )
-    created_after = SafeDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = SafeDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = SafeDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="gte",
+        label="Created at or after this time (years 1 to 9998 once in UTC).",
+    )
+    created_before = SafeDateTimeFilter(
+        field_name="created_at",
+        lookup_expr="lt",
+        label="Created before this time (years 1 to 9998 once in UTC).",
+    )
 
     class Meta:
         model = Event

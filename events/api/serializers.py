@@ -1,6 +1,8 @@
 """Events and the event type catalog: what is published and what it is published as."""
 
 from django.conf import settings
+from django.core.validators import RegexValidator
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -75,9 +77,12 @@ class EventPublishSerializer(StrictSerializer):
         allow_null=True,
         max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
         help_text="A repeated key returns the first event (200) and creates nothing. The "
-        "`Idempotency-Key` header does the same.",
+        "`Idempotency-Key` header does the same (if both are sent they must agree). Not "
+        "only spaces.",
     )
-    occurred_at = SafeDateTimeField(required=False, help_text="Default: now.")
+    occurred_at = SafeDateTimeField(
+        required=False, help_text="Default: now. Years 1 to 9998 once in UTC."
+    )
     tags = serializers.ListField(
         child=TextField(min_length=1, max_length=100), max_length=MAX_TAGS, required=False
     )
@@ -116,18 +121,22 @@ class EventTypeSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+NAME_RULE = _("Use lower-case words separated by dots, e.g. order.paid.")
+
+
 class EventTypeCreateSerializer(StrictSerializer):
     name = TextField(
         max_length=200,
-        help_text="Lower-case words separated by dots, e.g. `order.paid`.",
+        # Also publishes the pattern in the schema.
+        validators=[RegexValidator(EVENT_TYPE_NAME, message=NAME_RULE)],
+        help_text="Lower-case words separated by dots, e.g. `order.paid`; unique, and "
+        "`webhookhub.…` names are reserved.",
     )
     description = TextField(required=False, allow_blank=True, max_length=5000)
     example = JSONValueField(required=False, allow_null=True)
     schema = JSONValueField(required=False, allow_null=True)
 
     def validate_name(self, value):
-        if not EVENT_TYPE_NAME.match(value):
-            raise serializers.ValidationError(
-                "Use lower-case words separated by dots, e.g. order.paid."
-            )
+        if not EVENT_TYPE_NAME.fullmatch(value):  # `$` alone would take a final newline
+            raise serializers.ValidationError(NAME_RULE)
         return value

@@ -32,6 +32,7 @@ from events.api.serializers import (
 )
 from events.models import Event, EventType
 from events.services import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
     event_publish,
     event_type_archive,
     event_type_create,
@@ -45,10 +46,11 @@ from webhookhub.api.views import ApiViewMixin
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
     OpenApiParameter.HEADER,
     required=False,
-    description="Same as the body's `idempotency_key` (they must agree if both are sent).",
+    description="Same as the body's `idempotency_key` (they must agree if both are sent); "
+    f"1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters, not only spaces.",
 )
 
 
@@ -73,6 +75,7 @@ class EventViewSet(
 
     @property
     def max_body_bytes(self) -> int:
+        """Read by ApiViewMixin (Content-Length, before the body) and the parser."""
         if getattr(self, "action", None) == "batch":
             return settings.WEBHOOKHUB_API_MAX_BATCH_BYTES
         return settings.WEBHOOKHUB_MAX_PAYLOAD_BYTES
@@ -165,7 +168,7 @@ class EventViewSet(
         summary="Publish several events, all or nothing",
         description="A JSON array of events as for `POST /events/`. If one is refused, none "
         "is recorded and `errors` names it by index (`3.type`).",
-        request=EventPublishSerializer(many=True),
+        request=EventBatchSerializer,
         responses={
             201: EventBatchResultSerializer,
             200: OpenApiResponse(EventBatchResultSerializer, description="All were repeats."),

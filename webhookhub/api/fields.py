@@ -33,9 +33,14 @@ def _label(field) -> str:
 
 
 class TextField(serializers.CharField):
-    """A JSON string, and only a string."""
+    """A JSON string, and only a string, taken as sent: not trimmed (DRF's default would
+    turn a schema-valid "\x1c" into a blank and refuse it)."""
 
     default_error_messages = {"type": _("Expected a string.")}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         if not isinstance(data, str):

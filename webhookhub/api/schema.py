@@ -4,6 +4,7 @@ bearer scheme, and the shared components (filter language, retry policy, envelop
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -30,14 +31,46 @@ ERROR_DESCRIPTIONS = {
     401: "No token, or an invalid, revoked or expired one.",
     403: "The token's role may not do this.",
     404: "No such object for this token (another partner's objects are not found either).",
-    413: "The request body is larger than the limit (`WEBHOOKHUB_MAX_PAYLOAD_BYTES`).",
+    413: "The request body is larger than the limit (`WEBHOOKHUB_MAX_PAYLOAD_BYTES`; a batch: "
+    "`WEBHOOKHUB_API_MAX_BATCH_BYTES`), refused on its Content-Length before it is read; or "
+    "the event's envelope is.",
     429: "Too many requests for this token; retry after `Retry-After` seconds.",
 }
 WRITE_METHODS = ("POST", "PUT", "PATCH")
 
 
 class AutoSchema(SpectacularAutoSchema):
-    """Adds the error responses an operation can give, all with the `Error` body."""
+    """Adds the error responses an operation can give, all with the `Error` body, and
+    what drf-spectacular leaves out: the item limits of list request bodies, and that an
+    empty filter value is no filter."""
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        serializer = force_instance(serializer)
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        if isinstance(serializer, serializers.ListSerializer) and schema.get("type") == "array":
+            if not serializer.allow_empty:
+                schema["minItems"] = max(1, serializer.min_length or 0)
+            elif serializer.min_length is not None:
+                schema["minItems"] = serializer.min_length
+            if serializer.max_length is not None:
+                schema["maxItems"] = serializer.max_length
+        return schema, required
+
+    def _get_filter_parameters(self):
+        # django-filter treats `?status=` as no filter at all (every filter skips empty
+        # values): OpenAPI says so with allowEmptyValue. A filter's max_length is
+        # enforced (a longer value is a 400), so it is published too.
+        parameters = super()._get_filter_parameters()
+        filterset = getattr(self.view, "filterset_class", None)
+        filters = filterset.base_filters if filterset is not None else {}
+        for parameter in parameters:
+            if parameter.get("in") != "query":
+                continue
+            parameter["allowEmptyValue"] = True
+            max_length = getattr(filters.get(parameter["name"]), "extra", {}).get("max_length")
+            if max_length and parameter.get("schema", {}).get("type") == "string":
+                parameter["schema"]["maxLength"] = max_length
+        return parameters
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
@@ -109,14 +142,18 @@ COMPONENTS = {
     },
     "FilterCondition": {
         "type": "object",
-        "required": ["path", "op"],
+        "required": ["path", "op", "value"],
         "additionalProperties": False,
         "properties": {
             "path": {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": F.MAX_PATH_LENGTH,
-                "description": "Dotted path into the envelope; digit segments index lists.",
+                "pattern": rf"^[^.]+(\.[^.]+){{0,{F.MAX_PATH_SEGMENTS - 1}}}$",
+                "description": (
+                    "Dotted path into the envelope; digit segments index lists. At most "
+                    f"{F.MAX_PATH_SEGMENTS} non-empty segments."
+                ),
                 "example": "data.order.amount",
             },
             "op": {"type": "string", "enum": sorted(F.OPERATORS)},
