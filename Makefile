@@ -16,7 +16,7 @@ $(VENV)/.runtime: requirements.txt constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt constraints.txt | $(BIN)/python
+$(VENV)/.dev: requirements.txt requirements-dev.txt constraints.txt clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
@@ -52,7 +52,7 @@ lock:
 	$(PYTHON) -m venv "$$scratch"; \
 	"$$scratch/bin/pip" install --quiet -r requirements-dev.txt; \
 	"$$scratch/bin/pip" check; \
-	{ sed '/^[^#]/,$$d' constraints.txt; "$$scratch/bin/pip" freeze; } > constraints.txt.new; \
+	{ sed '/^[^#]/,$$d' constraints.txt; "$$scratch/bin/pip" freeze --exclude-editable; } > constraints.txt.new; \
 	mv constraints.txt.new constraints.txt
 
 ## Fail when the dev venv differs from constraints.txt: a package it does not pin (added
@@ -60,7 +60,7 @@ lock:
 lock-check: $(VENV)/.dev
 	$(BIN)/pip check
 	grep -v '^#' constraints.txt | grep . | sort > $(VENV)/.lock-expected
-	$(BIN)/pip freeze | sort > $(VENV)/.lock-installed
+	$(BIN)/pip freeze --exclude-editable | sort > $(VENV)/.lock-installed
 	diff -u $(VENV)/.lock-expected $(VENV)/.lock-installed || \
 	  { echo "the venv does not match constraints.txt: run 'make lock' and commit it" >&2; exit 1; }
 

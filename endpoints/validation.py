@@ -160,7 +160,7 @@ def validate_subscription_pattern(pattern: str) -> None:
     """A subscription names a known event type, or is a wildcard (`order.*`, `*`)."""
     from events.models import EventType
 
-    if not isinstance(pattern, str) or not SUBSCRIPTION_PATTERN.match(pattern):
+    if not isinstance(pattern, str) or not SUBSCRIPTION_PATTERN.fullmatch(pattern):
         raise ValidationError(
             {"event_type": f"{pattern!r} is not an event type name, `prefix.*` or `*`."}
         )

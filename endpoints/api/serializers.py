@@ -31,7 +31,7 @@ SUBSCRIPTION_SCHEMA = {
         {
             "type": "object",
             "description": "An event type name or wildcard with its own payload filter.",
-            "required": ["event_type", "filter"],
+            "required": ["event_type"],
             "additionalProperties": False,
             "properties": {
                 "event_type": {

@@ -81,3 +81,28 @@ def test_the_schema_publishes_the_limit_range_for_every_list(partner_api):
         (limit,) = [p for p in operation["parameters"] if p["name"] == "limit"]
         assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 100}
         assert "400" in operation["responses"]
+
+
+def test_a_subscription_pattern_with_a_trailing_newline_is_refused(partner_api, event_types):
+    response = partner_api.post(
+        "/api/v1/endpoints/",
+        {"name": "n", "url": "https://hooks.example.com/", "event_types": ["order.paid\n"]},
+        format="json",
+    )
+    assert response.status_code == 400 and "event_types.0" in response.json()["errors"]
+    assert not Endpoint.objects.exists()
+
+
+def test_the_schema_says_a_subscription_object_needs_only_its_event_type(partner_api, client):
+    schema = client.get("/api/schema/?format=json").json()
+    endpoint = schema["components"]["schemas"]["EndpointWriteRequest"]
+    (with_filter,) = [
+        s for s in endpoint["properties"]["event_types"]["items"]["oneOf"] if s["type"] == "object"
+    ]
+    assert with_filter["required"] == ["event_type"]
+    created = partner_api.post(
+        "/api/v1/endpoints/",
+        {"name": "n", "url": "https://hooks.example.com/", "event_types": [{"event_type": "*"}]},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
