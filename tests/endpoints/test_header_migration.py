@@ -47,7 +47,8 @@ def test_existing_plaintext_headers_are_encrypted_and_decrypted_back():
 
         new = migrate(AFTER)
         column = headers_column(endpoint.pk)
-        assert column.startswith("fernet:") and "hunter2" not in column and "X-" not in column
+        assert column.startswith("fernet:") and "hunter2" not in column
+        assert "X-Password" not in column and "acme" not in column
         Endpoint = new.get_model("endpoints", "Endpoint")
         assert Endpoint.objects.get(pk=endpoint.pk).headers == HEADERS
         assert Endpoint.objects.get(pk=bare.pk).headers == {}
@@ -55,7 +56,9 @@ def test_existing_plaintext_headers_are_encrypted_and_decrypted_back():
         migrate(BEFORE)
         assert json.loads(headers_column(endpoint.pk)) == HEADERS, "reversible"
     finally:
-        migrate(AFTER)
+        # Every app back to its latest migration (later ones depend on AFTER).
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
     from endpoints.models import Endpoint
 
     assert Endpoint.objects.get(pk=endpoint.pk).headers == HEADERS
