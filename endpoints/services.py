@@ -11,6 +11,7 @@ from django.utils import timezone
 from deliveries.signing import generate_secret
 from endpoints.header_rules import keep_masked
 from endpoints.models import ApiToken, CircuitState, Endpoint, Partner, Subscription
+from endpoints.signals import routing_changed
 from endpoints.validation import validate_auth_token
 
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
@@ -128,6 +129,8 @@ def endpoint_disable(
         disabled_by=by,
         updated_at=now,
     )
+    if updated:
+        routing_changed.send(sender=Endpoint, endpoint_ids=[endpoint.pk])
     if updated and cancel_waiting:
         deliveries_cancel(Delivery.objects.filter(endpoint=endpoint), by=by)
     endpoint.refresh_from_db()
@@ -156,6 +159,7 @@ def endpoint_enable(endpoint: Endpoint, *, by: str) -> bool:
         updated_at=now,
     )
     if updated:
+        routing_changed.send(sender=Endpoint, endpoint_ids=[endpoint.pk])
         held = Delivery.objects.filter(
             endpoint=endpoint, status__in=WAITING_STATUSES, next_attempt_at__isnull=True
         )

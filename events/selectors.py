@@ -1,20 +1,7 @@
 """Read queries about events: which endpoints an event goes to."""
 
-from endpoints.models import Partner, Subscription
-from events.filters import compile_filter
-
-
-def subscription_patterns(event_type: str) -> list[str]:
-    """Every subscription value that selects `event_type`: itself, each `prefix.*`, `*`.
-
-    Operational events (`webhookhub.…`) are not matched by the bare `*`: an endpoint
-    receives them only when it names them (or `webhookhub.*`).
-    """
-    parts = event_type.split(".")
-    patterns = [event_type] + [".".join(parts[:i]) + ".*" for i in range(1, len(parts))]
-    if parts[0] != "webhookhub":
-        patterns.append("*")
-    return patterns
+from endpoints.models import Partner
+from events.routing import routes
 
 
 def endpoint_ids_for_event(event_type: str, partner: Partner | None, envelope: dict) -> list[int]:
@@ -23,28 +10,14 @@ def endpoint_ids_for_event(event_type: str, partner: Partner | None, envelope: d
 
     An event for a partner reaches only that partner's endpoints; an event without a
     partner is a broadcast. An endpoint passes when its own filter (if any) and at
-    least one matching subscription's filter (if any) accept the envelope. One query,
-    and no endpoint secrets are loaded (decrypting them would dominate a large fan-out).
+    least one matching subscription's filter (if any) accept the envelope. The routes
+    come from `events.routing` (cached per process for a few seconds, compiled once).
     """
-    rows = Subscription.objects.filter(
-        event_type__in=subscription_patterns(event_type),
-        endpoint__enabled=True,
-        endpoint__partner__is_active=True,
-    )
-    if partner is not None:
-        rows = rows.filter(endpoint__partner=partner)
-    chosen: dict[int, None] = {}
-    for endpoint_id, sub_filter, endpoint_filter in rows.order_by("endpoint_id").values_list(
-        "endpoint_id", "filter", "endpoint__filter"
-    ):
-        if endpoint_id in chosen:
-            continue
-        if sub_filter and not compile_filter(sub_filter)(envelope):
-            continue
-        if endpoint_filter and not compile_filter(endpoint_filter)(envelope):
-            continue
-        chosen[endpoint_id] = None
-    return list(chosen)
+    return [
+        route.endpoint_id
+        for route in routes(event_type, partner.pk if partner is not None else None)
+        if all(accepts(envelope) for accepts in route.predicates)
+    ]
 
 
 def events_matching_pattern(pattern: str, *, limit: int = 100):

@@ -24,6 +24,7 @@ from deliveries.models import Delivery, DeliveryStatus, Trigger
 from deliveries.signing import encode_envelope
 from endpoints.models import Partner
 from events.models import Event, EventType
+from events.routing import event_type_active, partner_active, routing_cache_clear
 from events.selectors import endpoint_ids_for_event
 from webhookhub.ids import event_id
 from webhookhub.json_values import json_problem, text_problem
@@ -116,7 +117,8 @@ def event_publish(
         occurred_at=occurred_at,
         body=body.decode(),
     )
-    with transaction.atomic():
+    # No savepoint of our own: the caller's transaction (or this one) is the unit.
+    with transaction.atomic(savepoint=False):
         try:
             if idempotency_key:
                 # A savepoint only where the insert may collide with a concurrent
@@ -244,12 +246,10 @@ def _envelope(public_id: str, event_type: str, occurred_at: datetime, data) -> b
 
 
 def _event_type(name: str) -> EventType:
-    try:
-        return EventType.objects.get(name=name, archived_at__isnull=True)
-    except EventType.DoesNotExist:
-        raise ValidationError(
-            {"type": _("Unknown event type %(name)r.") % {"name": name}}
-        ) from None
+    found = event_type_active(name)
+    if found is None:
+        raise ValidationError({"type": _("Unknown event type %(name)r.") % {"name": name}})
+    return found
 
 
 def _partner(partner) -> Partner | None:
@@ -260,7 +260,7 @@ def _partner(partner) -> Partner | None:
             )
         return partner
     if isinstance(partner, str):
-        found = Partner.objects.filter(public_id=partner, is_active=True).first()
+        found = partner_active(partner)
         if found is None:
             raise ValidationError(
                 {"partner": _("Unknown or inactive partner %(id)r.") % {"id": partner}}
@@ -362,6 +362,7 @@ def event_type_archive(event_type: EventType, *, by: str = "") -> bool:
     updated = EventType.objects.filter(pk=event_type.pk, archived_at__isnull=True).update(
         archived_at=timezone.now()
     )
+    routing_cache_clear()
     event_type.refresh_from_db()
     return bool(updated)
 
@@ -371,5 +372,6 @@ def event_type_unarchive(event_type: EventType, *, by: str = "") -> bool:
     updated = EventType.objects.filter(pk=event_type.pk, archived_at__isnull=False).update(
         archived_at=None
     )
+    routing_cache_clear()
     event_type.refresh_from_db()
     return bool(updated)

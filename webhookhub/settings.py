@@ -175,6 +175,10 @@ WEBHOOKHUB_ENCRYPTION_KEY = env.list("WEBHOOKHUB_ENCRYPTION_KEY", default=[])
 WEBHOOKHUB_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKHUB_ALLOW_PRIVATE_URLS", default=False)
 WEBHOOKHUB_REQUIRE_HTTPS = env.bool("WEBHOOKHUB_REQUIRE_HTTPS", default=False)
 WEBHOOKHUB_MAX_PAYLOAD_BYTES = env.int("WEBHOOKHUB_MAX_PAYLOAD_BYTES", default=256 * 1024)
+# Seconds each process keeps publish()'s lookups (event types, partners, subscriptions
+# with compiled filters) before reading them again; edits made in the same process apply
+# at once. 0: read them for every event.
+WEBHOOKHUB_ROUTING_CACHE_SECONDS = env.float("WEBHOOKHUB_ROUTING_CACHE_SECONDS", default=2.0)
 # How long POST /api/v1/endpoints/{id}/test/ and the admin's "Send test event" wait in
 # the web request for the worker's result before answering 202 / "waiting" (seconds; well
 # under the web timeout: the request itself is always sent by a worker).

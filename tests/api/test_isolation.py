@@ -11,6 +11,7 @@ from django.urls import resolve
 
 from deliveries.models import Delivery
 from endpoints.models import Endpoint
+from endpoints.services import endpoint_disable
 from events.services import publish
 from tests.factories import make_endpoint
 
@@ -127,7 +128,7 @@ def test_a_broadcast_is_visible_to_the_partners_it_reached_and_replays_only_to_t
     replay = partner_api.post(f"/api/v1/events/{event.public_id}/replay/", {}, format="json")
     assert replay.json() == {"queued": 1}
     assert Delivery.objects.get(event=event, endpoint=theirs).updated_at == before
-    Endpoint.objects.filter(pk=theirs.pk).update(enabled=False)
+    endpoint_disable(theirs, by="admin:sam", reason="off")
     quiet = publish("order.paid", {"all": True})  # reached only Acme
     assert other_api.get(f"/api/v1/events/{quiet.public_id}/").status_code == 404
 

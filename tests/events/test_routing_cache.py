@@ -1,0 +1,82 @@
+"""publish()'s lookups are cached per process (events.routing): an edit made through
+the services applies at once; one made elsewhere (another process) within the TTL."""
+
+import time
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from deliveries.models import Delivery
+from endpoints.models import Endpoint, Subscription
+from endpoints.services import endpoint_disable, endpoint_enable, subscriptions_set
+from events.models import EventType
+from events.services import event_type_archive, publish
+from tests.factories import PartnerFactory, make_endpoint
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def reached(event) -> set[int]:
+    return set(Delivery.objects.filter(event=event).values_list("endpoint_id", flat=True))
+
+
+def test_a_warm_publish_reads_nothing_and_writes_the_event_and_its_delivery(event_types):
+    partner = PartnerFactory()
+    endpoint = make_endpoint(partner=partner, event_types=["order.*"])
+    publish("order.paid", {"warm": True}, partner=partner.public_id)
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        event = publish("order.paid", {"n": 1}, partner=partner.public_id)
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert not [s for s in sql if s.startswith("SELECT")], sql
+    assert len([s for s in sql if s.startswith("INSERT")]) == 3, sql  # event, delivery, task
+    assert not [s for s in sql if "SAVEPOINT" in s], sql
+    assert reached(event) == {endpoint.pk}
+
+
+def test_edits_through_the_services_apply_to_the_next_publish_at_once(event_types):
+    partner = PartnerFactory()
+    first = make_endpoint(partner=partner, event_types=["order.paid"])
+    assert reached(publish("order.paid", {}, partner=partner)) == {first.pk}
+    second = make_endpoint(partner=partner, event_types=["*"])
+    assert reached(publish("order.paid", {}, partner=partner)) == {first.pk, second.pk}
+    endpoint_disable(first, by="admin:sam", reason="off")
+    assert reached(publish("order.paid", {}, partner=partner)) == {second.pk}
+    endpoint_enable(first, by="admin:sam")
+    subscriptions_set(second, ["shipment.moved"])
+    assert reached(publish("order.paid", {}, partner=partner)) == {first.pk}
+    first.filter = {"path": "data.amount", "op": "gt", "value": 10}
+    first.save()
+    assert reached(publish("order.paid", {"amount": 5}, partner=partner)) == set()
+    assert reached(publish("order.paid", {"amount": 50}, partner=partner)) == {first.pk}
+    partner.is_active = False
+    partner.save()
+    with pytest.raises(ValidationError, match="inactive"):
+        publish("order.paid", {}, partner=partner.public_id)
+    event_type_archive(event_types["order.refunded"], by="admin:sam")
+    with pytest.raises(ValidationError, match="Unknown event type"):
+        publish("order.refunded", {})
+
+
+def test_an_edit_made_elsewhere_applies_within_the_cache_seconds(event_types, settings):
+    """A conditional UPDATE sends no signal, as an edit in another process does not."""
+    settings.WEBHOOKHUB_ROUTING_CACHE_SECONDS = 0.3
+    partner = PartnerFactory()
+    endpoint = make_endpoint(partner=partner)
+    assert reached(publish("order.paid", {}, partner=partner)) == {endpoint.pk}
+    Endpoint.objects.filter(pk=endpoint.pk).update(enabled=False)
+    Subscription.objects.filter(endpoint=endpoint).update(event_type="shipment.moved")
+    EventType.objects.filter(name="order.paid").update(description="changed elsewhere")
+    assert reached(publish("order.paid", {}, partner=partner)) == {endpoint.pk}, "cached"
+    time.sleep(0.35)
+    assert reached(publish("order.paid", {}, partner=partner)) == set()
+
+
+def test_with_the_cache_off_every_publish_reads_the_database(event_types, settings):
+    settings.WEBHOOKHUB_ROUTING_CACHE_SECONDS = 0
+    partner = PartnerFactory()
+    endpoint = make_endpoint(partner=partner)
+    assert reached(publish("order.paid", {}, partner=partner)) == {endpoint.pk}
+    Endpoint.objects.filter(pk=endpoint.pk).update(enabled=False)
+    assert reached(publish("order.paid", {}, partner=partner)) == set()
