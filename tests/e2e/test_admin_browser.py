@@ -136,8 +136,9 @@ def test_support_user_does_the_support_job_in_a_browser(
 
     # 5. Send a test event and see the result (the receiver is still failing).
     page.goto(f"{live_server.url}/admin/endpoints/endpoint/{broken.pk}/send-test/")
+    # A worker sends it; the page waits briefly, then refreshes itself until it is in.
     page.click("input[value='Send test event']")
-    page.wait_for_selector("#test-result")
+    page.wait_for_selector("#test-result.error", timeout=20_000)
     assert "HTTP 503" in page.inner_text("#test-result")
 
     # 6. The warehouse is fixed: replay the dead delivery and watch it succeed.
