@@ -47,7 +47,8 @@ def _chunks(ids: Sequence[int], size: int):
 
 
 def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
-    """Queue delivery tasks for `ids`, one task per batch. Returns tasks queued.
+    """Queue delivery tasks for `ids`, one task per batch, in one write to the broker
+    (one multi-row INSERT for the ORM broker, one RPUSH for Redis). Returns tasks queued.
 
     A failure to reach the broker is logged, not raised: the rows are in the database
     and the dispatcher will find them.
@@ -55,20 +56,55 @@ def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
     from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
-    tasks = 0
-    broker = None
-    for chunk in _chunks(list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE):
-        try:
-            broker = broker or get_broker()  # one connection for all the chunks
+    chunks = list(_chunks(list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE))
+    if not chunks:
+        return 0
+    try:
+        collector = _Collector(get_broker())
+        for chunk in chunks:
+            # django-q2 builds and signs each task; the collector keeps the packages.
             async_task(
-                DELIVER_TASK, chunk, token=token, save=False, task_name="deliver", broker=broker
+                DELIVER_TASK, chunk, token=token, save=False, task_name="deliver", broker=collector
             )
-            tasks += 1
-        except Exception:
-            logger.exception(
-                "could not enqueue %d deliveries; the dispatcher will retry", len(chunk)
+        collector.flush()
+    except Exception:
+        logger.exception(
+            "could not enqueue %d deliveries; the dispatcher will retry", len(list(ids))
+        )
+        return 0
+    return len(chunks)
+
+
+class _Collector:
+    """Stands in for the django-q2 broker while `async_task` packs each task, then writes
+    all the packages to the real broker at once."""
+
+    def __init__(self, broker) -> None:
+        self.broker = broker
+        self.list_key = broker.list_key
+        self.packages: list[str] = []
+
+    def enqueue(self, package: str) -> int:
+        self.packages.append(package)
+        return len(self.packages)
+
+    def flush(self) -> None:
+        from django_q.brokers.orm import ORM
+        from django_q.brokers.redis_broker import Redis
+        from django_q.conf import Conf
+        from django_q.models import OrmQ
+
+        if isinstance(self.broker, ORM):
+            now = timezone.now()
+            key = self.list_key or Conf.CLUSTER_NAME
+            OrmQ.objects.using(Conf.ORM).bulk_create(
+                [OrmQ(key=key, payload=package, lock=now) for package in self.packages]
             )
-    return tasks
+        elif isinstance(self.broker, Redis):
+            self.broker.connection.rpush(self.list_key, *self.packages)
+        else:
+            for package in self.packages:
+                self.broker.enqueue(package)
 
 
 class _CommitBatch:

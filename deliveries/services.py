@@ -16,6 +16,7 @@ from django.utils import timezone
 from deliveries import engine
 from deliveries.claims import ordered_release_next
 from deliveries.dispatch import enqueue_on_commit
+from deliveries.fanout import deliveries_create
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
 from deliveries.selectors import delivery_test_attempt
 from endpoints.models import Endpoint, Partner
@@ -115,7 +116,6 @@ def event_replay(
     deliveries queued.
     """
     from events.selectors import endpoint_ids_for_event
-    from events.services import deliveries_create
 
     if endpoint is not None:
         if event.partner_id is not None and endpoint.partner_id != event.partner_id:

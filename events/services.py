@@ -19,8 +19,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from deliveries import metrics
-from deliveries.dispatch import enqueue_on_commit, reservation
-from deliveries.models import Delivery, DeliveryStatus, Trigger
+from deliveries.fanout import deliveries_create
+from deliveries.models import Trigger
 from deliveries.signing import encode_envelope
 from endpoints.models import Partner
 from events.models import Event, EventType
@@ -147,39 +147,6 @@ def event_publish(
     event.created = True
     event.deliveries_count = len(deliveries)
     return event, True
-
-
-def deliveries_create(
-    event: Event,
-    endpoint_ids: Sequence[int],
-    *,
-    trigger: str = Trigger.AUTO,
-    trigger_by: str = "",
-    enqueue: bool = True,
-) -> list[Delivery]:
-    """Bulk-insert one due delivery per endpoint and hand them to the workers on commit."""
-    if not endpoint_ids:
-        return []
-    now = timezone.now()
-    # Handed to the fast path: the dispatcher leaves them alone for the reservation
-    # period, and takes them only if their task was lost.
-    reserved = now + reservation() if enqueue else None
-    rows = [
-        Delivery(
-            event=event,
-            endpoint_id=endpoint_id,
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=now,
-            claimed_until=reserved,
-            next_trigger=trigger,
-            next_trigger_by=trigger_by,
-        )
-        for endpoint_id in endpoint_ids
-    ]
-    created = Delivery.objects.bulk_create(rows, batch_size=500)
-    if enqueue:
-        enqueue_on_commit([d.pk for d in created])
-    return created
 
 
 def _existing(idempotency_key: str) -> Event | None:
