@@ -53,14 +53,13 @@ def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
     A failure to reach the broker is logged, not raised: the rows are in the database
     and the dispatcher will find them.
     """
-    from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
     chunks = list(_chunks(list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE))
     if not chunks:
         return 0
     try:
-        collector = _Collector(get_broker())
+        collector = _Collector(_broker())
         for chunk in chunks:
             # django-q2 builds and signs each task; the collector keeps the packages.
             async_task(
@@ -73,6 +72,21 @@ def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
         )
         return 0
     return len(chunks)
+
+
+_brokers: dict[int, object] = {}
+
+
+def _broker():
+    """This process's django-q2 broker: one Redis connection pool kept for every hand-off
+    instead of a new connection each time (rebuilt in a forked child)."""
+    from django_q.brokers import get_broker
+
+    pid = os.getpid()
+    if pid not in _brokers:
+        _brokers.clear()
+        _brokers[pid] = get_broker()
+    return _brokers[pid]
 
 
 class _Collector:

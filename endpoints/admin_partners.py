@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from deliveries.models import Delivery, DeliveryStatus
 from endpoints.admin_health import DAY, FINISHED_OR_FAILING, health_cell
 from endpoints.models import ApiToken, Endpoint, Partner
-from endpoints.services import api_token_create
+from endpoints.services import api_token_create, api_tokens_revoke
 from webhookhub.admin_utils import actor, show_once
 
 # --- Partners -----------------------------------------------------------------------
@@ -161,5 +161,5 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):
-        n = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        n = api_tokens_revoke(queryset)
         self.message_user(request, f"Revoked {n} token(s).", messages.SUCCESS)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from deliveries.signing import generate_secret
 from endpoints.header_rules import keep_masked
 from endpoints.models import ApiToken, CircuitState, Endpoint, Partner, Subscription
-from endpoints.signals import routing_changed
+from endpoints.signals import routing_changed, tokens_revoked
 from endpoints.validation import validate_auth_token
 
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
@@ -215,6 +215,18 @@ def endpoint_regenerate_token(endpoint: Endpoint, *, by: str) -> str:
 
 
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def api_tokens_revoke(queryset) -> int:
+    """Revoke the usable tokens among `queryset`; returns how many. They stop working
+    at once in this process and within WEBHOOKHUB_API_TOKEN_CACHE_SECONDS everywhere."""
+    ids = list(queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True))
+    revoked = ApiToken.objects.filter(pk__in=ids, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if revoked:
+        tokens_revoked.send(sender=ApiToken, token_ids=ids)
+    return revoked
 
 
 def api_token_touch(token: ApiToken, *, now: datetime | None = None) -> bool:

@@ -255,6 +255,9 @@ REST_FRAMEWORK = {
 # POST /api/v1/events/batch/ (single requests use WEBHOOKHUB_MAX_PAYLOAD_BYTES).
 WEBHOOKHUB_API_MAX_BATCH_BYTES = env.int("WEBHOOKHUB_API_MAX_BATCH_BYTES", default=1024 * 1024)
 WEBHOOKHUB_API_MAX_BATCH_EVENTS = env.int("WEBHOOKHUB_API_MAX_BATCH_EVENTS", default=100)
+# Seconds each web process remembers a valid API token (a revocation elsewhere applies
+# within this time; in the process that revoked it, at once). 0: look it up every time.
+WEBHOOKHUB_API_TOKEN_CACHE_SECONDS = env.float("WEBHOOKHUB_API_TOKEN_CACHE_SECONDS", default=5.0)
 # No request body Django reads (the admin's forms included) is larger than the largest the
 # API takes; API views refuse a larger Content-Length themselves, unread, with a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(WEBHOOKHUB_API_MAX_BATCH_BYTES, WEBHOOKHUB_MAX_PAYLOAD_BYTES)
