@@ -26,9 +26,10 @@ _COLUMNS = (
 )  # fmt: skip
 _INSERT = (
     f"INSERT INTO deliveries_delivery ({', '.join(_COLUMNS)}) "  # noqa: S608 (constants only)
-    "SELECT p, %(event)s, e, %(status)s, 0, %(now)s, %(reserved)s, '', %(trigger)s, "
+    "SELECT p, v, e, %(status)s, 0, %(now)s, %(reserved)s, '', %(trigger)s, "
     "%(trigger_by)s, '', %(now)s, %(now)s "
-    "FROM unnest(%(public_ids)s::varchar[], %(endpoints)s::bigint[]) AS t(p, e) "
+    "FROM unnest(%(public_ids)s::varchar[], %(events)s::bigint[], %(endpoints)s::bigint[]) "
+    "AS t(p, v, e) "
     "RETURNING id"
 )
 
@@ -47,16 +48,33 @@ def deliveries_create(
     hand-off meanwhile: the dispatcher leaves them alone for the reservation period and
     takes them only if their task was lost.
     """
-    if not endpoint_ids:
+    return deliveries_create_many(
+        [(event.pk, endpoint_id) for endpoint_id in endpoint_ids],
+        trigger=trigger,
+        trigger_by=trigger_by,
+        enqueue=enqueue,
+    )
+
+
+def deliveries_create_many(
+    pairs: Sequence[tuple[int, int]],
+    *,
+    trigger: str = Trigger.AUTO,
+    trigger_by: str = "",
+    enqueue: bool = True,
+) -> list[int]:
+    """`deliveries_create` for many events at once: one delivery per (event pk,
+    endpoint id) pair, in one statement on PostgreSQL."""
+    if not pairs:
         return []
     now = timezone.now()
     reserved = now + reservation() if enqueue else None
     if connection.vendor == "postgresql":
-        ids = _insert_postgresql(event.pk, endpoint_ids, now, reserved, trigger, trigger_by)
+        ids = _insert_postgresql(pairs, now, reserved, trigger, trigger_by)
     else:
         rows = [
             Delivery(
-                event_id=event.pk,
+                event_id=event_pk,
                 endpoint_id=endpoint_id,
                 status=DeliveryStatus.PENDING,
                 next_attempt_at=now,
@@ -64,7 +82,7 @@ def deliveries_create(
                 next_trigger=trigger,
                 next_trigger_by=trigger_by,
             )
-            for endpoint_id in endpoint_ids
+            for event_pk, endpoint_id in pairs
         ]
         ids = [d.pk for d in Delivery.objects.bulk_create(rows, batch_size=500)]
     if enqueue:
@@ -73,22 +91,21 @@ def deliveries_create(
 
 
 def _insert_postgresql(
-    event_pk: int,
-    endpoint_ids: Sequence[int],
+    pairs: Sequence[tuple[int, int]],
     now: datetime,
     reserved: datetime | None,
     trigger: str,
     trigger_by: str,
 ) -> list[int]:
     params = {
-        "event": event_pk,
         "status": DeliveryStatus.PENDING.value,
         "now": now,
         "reserved": reserved,
         "trigger": str(trigger),
         "trigger_by": trigger_by,
-        "public_ids": [delivery_id() for _ in endpoint_ids],
-        "endpoints": list(endpoint_ids),
+        "public_ids": [delivery_id() for _ in pairs],
+        "events": [event_pk for event_pk, _ in pairs],
+        "endpoints": [endpoint_id for _, endpoint_id in pairs],
     }
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, params)

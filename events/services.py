@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from deliveries import metrics
-from deliveries.fanout import deliveries_create
+from deliveries.fanout import deliveries_create, deliveries_create_many
 from deliveries.models import Trigger
 from deliveries.signing import encode_envelope
 from endpoints.models import Partner
@@ -88,35 +88,21 @@ def event_publish(
     the API's depth limit, over `WEBHOOKHUB_MAX_PAYLOAD_BYTES` as an envelope) is a
     ValidationError, never a database error that would break the caller's transaction.
     """
-    event_type = _event_type_name(event_type)
-    if isinstance(partner, str):
-        _text("partner", partner)
-    tags = _tags(tags)
-    source = _source(source)
-    if idempotency_key is not None:
-        idempotency_key = _idempotency_key(idempotency_key)
-    occurred_at = _occurred_at(occurred_at)
-    public_id = event_id()
-    body = _envelope(public_id, event_type, occurred_at, data)
-
-    type_obj = _event_type(event_type)
-    partner_obj = _partner(partner)
+    event = _prepared(
+        event_type,
+        data,
+        partner=partner,
+        source=source,
+        idempotency_key=idempotency_key,
+        occurred_at=occurred_at,
+        tags=tags,
+    )
+    type_obj = event.event_type
     if idempotency_key:
-        existing = _existing(idempotency_key)
+        existing = _existing(event.idempotency_key)
         if existing is not None:
             return existing, False
 
-    event = Event(
-        public_id=public_id,
-        event_type=type_obj,
-        partner=partner_obj,
-        source=source,
-        payload=data,
-        idempotency_key=idempotency_key or None,
-        tags=tags,
-        occurred_at=occurred_at,
-        body=body.decode(),
-    )
     # No savepoint of our own: the caller's transaction (or this one) is the unit.
     with transaction.atomic(savepoint=False):
         try:
@@ -130,13 +116,12 @@ def event_publish(
         except IntegrityError:
             # Another publisher inserted the same idempotency key first (the unique
             # constraint decides, not a read-then-write): return theirs.
-            existing = _existing(idempotency_key) if idempotency_key else None
+            existing = _existing(event.idempotency_key) if idempotency_key else None
             if existing is None:
                 raise
             return existing, False
         if endpoint_ids is None:
-            envelope = json.loads(body)
-            endpoint_ids = endpoint_ids_for_event(type_obj.name, partner_obj, envelope)
+            endpoint_ids = _routes_for(event)
         deliveries = deliveries_create(
             event, endpoint_ids, trigger=trigger, trigger_by=trigger_by, enqueue=enqueue
         )
@@ -147,6 +132,40 @@ def event_publish(
     event.created = True
     event.deliveries_count = len(deliveries)
     return event, True
+
+
+def _prepared(event_type, data, *, partner, source, idempotency_key, occurred_at, tags) -> Event:
+    """The unsaved Event for these arguments, or a ValidationError naming the field.
+
+    Every argument is checked before the first query; the catalog and partner lookups
+    come from `events.routing` (cached per process)."""
+    event_type = _event_type_name(event_type)
+    if isinstance(partner, str):
+        _text("partner", partner)
+    tags = _tags(tags)
+    source = _source(source)
+    if idempotency_key is not None:
+        idempotency_key = _idempotency_key(idempotency_key)
+    occurred_at = _occurred_at(occurred_at)
+    public_id = event_id()
+    body = _envelope(public_id, event_type, occurred_at, data)
+    return Event(
+        public_id=public_id,
+        event_type=_event_type(event_type),
+        partner=_partner(partner),
+        source=source,
+        payload=data,
+        idempotency_key=idempotency_key or None,
+        tags=tags,
+        occurred_at=occurred_at,
+        body=body.decode(),
+    )
+
+
+def _routes_for(event: Event) -> list[int]:
+    """The endpoints this (prepared) event goes to, by subscription and filters."""
+    envelope = json.loads(event.body)
+    return endpoint_ids_for_event(event.event_type.name, event.partner, envelope)
 
 
 def _existing(idempotency_key: str) -> Event | None:
@@ -281,30 +300,101 @@ def events_publish_batch(
 
     Each item holds `publish()`'s arguments (`type`, `data`, and optionally `partner`,
     `source`, `idempotency_key`, `occurred_at`, `tags`). If any item is refused nothing
-    is written, and the ValidationError names the item: `{"3.type": [...]}`.
+    is written, and the ValidationError names the item: `{"3.type": [...]}`. A key
+    already stored, or repeated within the batch, returns the first event.
+
+    The new events go in as one multi-row INSERT and all their deliveries as another,
+    whatever the batch size; if a concurrent publisher stores one of the keys first, the
+    batch is published item by item instead (the unique key decides, as for one event).
     """
-    results = []
-    with transaction.atomic():
-        for index, item in enumerate(items):
-            try:
-                results.append(
-                    event_publish(
-                        item["type"],
-                        item["data"],
-                        partner=item.get("partner"),
-                        source=item.get("source", ""),
-                        idempotency_key=item.get("idempotency_key"),
-                        occurred_at=item.get("occurred_at"),
-                        tags=item.get("tags", ()),
-                        trigger_by=trigger_by,
-                    )
+    prepared = []
+    for index, item in enumerate(items):
+        try:
+            prepared.append(
+                _prepared(
+                    item["type"],
+                    item["data"],
+                    partner=item.get("partner"),
+                    source=item.get("source", ""),
+                    idempotency_key=item.get("idempotency_key"),
+                    occurred_at=item.get("occurred_at"),
+                    tags=item.get("tags", ()),
                 )
-            except ValidationError as exc:
-                by_field = exc.error_dict if hasattr(exc, "error_dict") else {"": exc.error_list}
-                raise ValidationError(
-                    {f"{index}.{field}".rstrip("."): errors for field, errors in by_field.items()}
-                ) from None
+            )
+        except ValidationError as exc:
+            by_field = exc.error_dict if hasattr(exc, "error_dict") else {"": exc.error_list}
+            raise ValidationError(
+                {f"{index}.{field}".rstrip("."): errors for field, errors in by_field.items()}
+            ) from None
+    keys = [event.idempotency_key for event in prepared if event.idempotency_key]
+    stored = {key: _existing(key) for key in _stored_keys(keys)}
+    firsts: dict[str, Event] = {}
+    new = []
+    for event in prepared:
+        key = event.idempotency_key
+        if key and (key in stored or key in firsts):
+            continue
+        new.append(event)
+        if key:
+            firsts[key] = event
+    with transaction.atomic():
+        try:
+            with transaction.atomic(savepoint=bool(keys)):
+                Event.objects.bulk_create(new, batch_size=500)
+        except IntegrityError:
+            if not keys:
+                raise
+            return _publish_one_by_one(items, trigger_by=trigger_by)
+        routes = {event.public_id: _routes_for(event) for event in new}
+        deliveries_create_many(
+            [(event.pk, endpoint) for event in new for endpoint in routes[event.public_id]],
+            trigger=Trigger.AUTO,
+            trigger_by=trigger_by,
+        )
+        counts = [(event.event_type.name, len(routes[event.public_id])) for event in new]
+        transaction.on_commit(partial(_count_published, counts), robust=True)  # [metrics]
+    for event in new:
+        event.created, event.deliveries_count = True, len(routes[event.public_id])
+    results = []
+    for event in prepared:
+        key = event.idempotency_key
+        if key in stored:
+            results.append((stored[key], False))
+        elif key and firsts[key] is not event:
+            results.append((firsts[key], False))
+        else:
+            results.append((event, True))
     return results
+
+
+def _stored_keys(keys: list[str]) -> list[str]:
+    if not keys:
+        return []
+    return list(
+        Event.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True)
+    )
+
+
+def _count_published(counts: list[tuple[str, int]]) -> None:
+    for type_name, deliveries in counts:
+        metrics.event_published(type_name, deliveries)
+
+
+def _publish_one_by_one(items: Sequence[dict], *, trigger_by: str) -> list[tuple[Event, bool]]:
+    """The batch, item by item (each insert can meet a concurrent publisher's key)."""
+    return [
+        event_publish(
+            item["type"],
+            item["data"],
+            partner=item.get("partner"),
+            source=item.get("source", ""),
+            idempotency_key=item.get("idempotency_key"),
+            occurred_at=item.get("occurred_at"),
+            tags=item.get("tags", ()),
+            trigger_by=trigger_by,
+        )
+        for item in items
+    ]
 
 
 RESERVED_EVENT_TYPE_PREFIX = "webhookhub."

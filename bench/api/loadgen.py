@@ -25,25 +25,32 @@ import resource
 import sys
 import time
 
+PATH = "/api/v1/events/"
+BATCH = 0  # > 0: POST lists of this many events to /api/v1/events/batch/
+
 
 def request_bytes(port: int, token: str, body: bytes) -> bytes:
     return (
-        f"POST /api/v1/events/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         f"Accept: application/json\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
+def event(partner: str, n: int, pid: int) -> dict:
+    return {
+        "type": "bench.event",
+        "partner": partner,
+        "source": "bench",
+        "data": {"order": {"id": n, "total": 42.5, "currency": "EUR"}, "pid": pid},
+    }
+
+
 def make_body(partner: str, n: int, pid: int) -> bytes:
-    return json.dumps(
-        {
-            "type": "bench.event",
-            "partner": partner,
-            "source": "bench",
-            "data": {"order": {"id": n, "total": 42.5, "currency": "EUR"}, "pid": pid},
-        },
-        separators=(",", ":"),
-    ).encode()
+    if BATCH:
+        items = [event(partner, n * BATCH + i, pid) for i in range(BATCH)]
+        return json.dumps(items, separators=(",", ":")).encode()
+    return json.dumps(event(partner, n, pid), separators=(",", ":")).encode()
 
 
 async def one(port: int, payload: bytes) -> int:
@@ -106,7 +113,11 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, help="closed loop with N clients")
     parser.add_argument("--rate", type=float, help="open loop at N requests/s")
+    parser.add_argument("--batch", type=int, default=0, help="events per batch request")
     args = parser.parse_args(argv)
+    global PATH, BATCH
+    if args.batch:
+        PATH, BATCH = "/api/v1/events/batch/", args.batch
     if (args.concurrency is None) == (args.rate is None):
         parser.error("give --concurrency or --rate")
     if args.concurrency:

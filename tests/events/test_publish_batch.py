@@ -1,0 +1,69 @@
+"""The batch path: all or nothing, idempotent per item, and a constant number of
+statements whatever its size."""
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from deliveries.models import Delivery
+from events.models import Event
+from events.services import events_publish_batch, publish
+from tests.factories import PartnerFactory, make_endpoint
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def items(n, partner, **extra):
+    return [{"type": "order.paid", "data": {"n": i}, "partner": partner, **extra} for i in range(n)]
+
+
+def test_a_batch_of_100_is_one_insert_of_events_and_one_of_deliveries(event_types):
+    partner = PartnerFactory()
+    first, second = make_endpoint(partner=partner), make_endpoint(partner=partner)
+    events_publish_batch(items(1, partner.public_id))  # warm the routing cache
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        results = events_publish_batch(items(100, partner.public_id))
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    tables = [sql.split()[2].strip('"') for sql in inserts]
+    if connection.vendor == "postgresql":
+        assert tables == ["events_event", "deliveries_delivery", "django_q_ormq"], tables
+    else:  # SQLite caps the variables of one statement: a few multi-row INSERTs
+        assert len(tables) < 20 and tables[0] == "events_event", tables
+    assert all(created for _, created in results)
+    assert [e.payload["n"] for e, _ in results] == list(range(100)), "in order"
+    assert Delivery.objects.filter(event__in=[e for e, _ in results]).count() == 200
+    assert {e.deliveries_count for e, _ in results} == {2}
+    assert set(Delivery.objects.values_list("endpoint_id", flat=True)) == {first.pk, second.pk}
+
+
+def test_keys_stored_or_repeated_in_the_batch_return_the_first_event(event_types):
+    partner = PartnerFactory()
+    make_endpoint(partner=partner)
+    stored = publish("order.paid", {"n": "stored"}, partner=partner, idempotency_key="k-stored")
+    batch = [
+        {"type": "order.paid", "data": {"n": 0}, "idempotency_key": "k-stored"},
+        {"type": "order.paid", "data": {"n": 1}, "idempotency_key": "k-new"},
+        {"type": "order.paid", "data": {"n": 2}, "idempotency_key": "k-new"},
+        {"type": "order.paid", "data": {"n": 3}},
+    ]
+    results = events_publish_batch(batch)
+    assert [created for _, created in results] == [False, True, False, True]
+    assert results[0][0].pk == stored.pk and results[2][0].pk == results[1][0].pk
+    assert Event.objects.filter(idempotency_key="k-new").count() == 1
+    assert Event.objects.count() == 3
+    again = events_publish_batch(batch)
+    assert [created for _, created in again] == [False, False, False, True]
+    assert [e.pk for e, _ in again[:3]] == [e.pk for e, _ in results[:3]]
+
+
+def test_one_bad_item_writes_nothing_and_names_its_index(event_types):
+    from django.core.exceptions import ValidationError
+
+    partner = PartnerFactory()
+    make_endpoint(partner=partner)
+    batch = items(5, partner.public_id)
+    batch[3]["type"] = "nope.never"
+    with pytest.raises(ValidationError) as refused:
+        events_publish_batch(batch)
+    assert list(refused.value.message_dict) == ["3.type"]
+    assert not Event.objects.exists() and not Delivery.objects.exists()
