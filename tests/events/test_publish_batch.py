@@ -67,3 +67,43 @@ def test_one_bad_item_writes_nothing_and_names_its_index(event_types):
         events_publish_batch(batch)
     assert list(refused.value.message_dict) == ["3.type"]
     assert not Event.objects.exists() and not Delivery.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent writers")
+def test_two_concurrent_batches_sharing_a_key_publish_it_once(event_types):
+    import threading
+    import time
+
+    from django.db import connections
+
+    make_endpoint()
+    barrier = threading.Barrier(2)
+    results, errors = {}, []
+
+    def publisher(name, keys):
+        try:
+            with transaction.atomic():
+                barrier.wait(timeout=5)
+                batch = [
+                    {"type": "order.paid", "data": {"k": k}, "idempotency_key": k} for k in keys
+                ]
+                results[name] = events_publish_batch(batch)
+                time.sleep(0.5)  # hold the transaction: the other batch meets k2 uncommitted
+        except Exception as exc:  # the test fails below with the error shown
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=publisher, args=("a", ["k1", "k2"])),
+        threading.Thread(target=publisher, args=("b", ["k2", "k3"])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert errors == []
+    shared = {results["a"][1][0].pk, results["b"][0][0].pk}
+    assert len(shared) == 1, "both batches return the one event of k2"
+    assert sorted(Event.objects.values_list("idempotency_key", flat=True)) == ["k1", "k2", "k3"]
+    assert Delivery.objects.count() == 3
