@@ -344,6 +344,7 @@ def events_publish_batch(
         except IntegrityError:
             if not keys:
                 raise
+            logger.info("batch meets a concurrent publisher's idempotency key: item by item")
             return _publish_one_by_one(items, trigger_by=trigger_by)
         routes = {event.public_id: _routes_for(event) for event in new}
         deliveries_create_many(

@@ -70,7 +70,7 @@ def test_one_bad_item_writes_nothing_and_names_its_index(event_types):
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent writers")
-def test_two_concurrent_batches_sharing_a_key_publish_it_once(event_types):
+def test_two_concurrent_batches_sharing_a_key_publish_it_once(event_types, caplog):
     import threading
     import time
 
@@ -107,3 +107,4 @@ def test_two_concurrent_batches_sharing_a_key_publish_it_once(event_types):
     assert len(shared) == 1, "both batches return the one event of k2"
     assert sorted(Event.objects.values_list("idempotency_key", flat=True)) == ["k1", "k2", "k3"]
     assert Delivery.objects.count() == 3
+    assert "item by item" in caplog.text, "one batch met the other's uncommitted key"
