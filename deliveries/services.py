@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from deliveries import engine
-from deliveries.claims import ordered_release_next
+from deliveries.claims import lease_for, ordered_release_next
 from deliveries.dispatch import enqueue_on_commit
 from deliveries.fanout import deliveries_create
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
@@ -179,7 +179,10 @@ def endpoint_send_test(endpoint: Endpoint, *, by: str) -> DeliveryAttempt | None
     up to the endpoint's timeout, which no web request may do."""
     delivery = _test_delivery(endpoint, by=by, enqueue=False)
     engine.deliver([delivery.pk])
-    return delivery_test_attempt(delivery)
+    # It is due at once, so a running cluster's dispatcher may have taken it first: then
+    # that worker sends it, and this waits for its answer (at most the lease).
+    wait = lease_for(delivery.endpoint.timeout_seconds).total_seconds()
+    return delivery_test_attempt(delivery, wait=wait)
 
 
 def _test_delivery(endpoint: Endpoint, *, by: str, enqueue: bool) -> Delivery:
