@@ -127,16 +127,76 @@ class _CommitBatch:
     def __init__(self) -> None:
         self.ids: list[int] = []
 
+    def add(self, ids: Sequence[int]) -> None:
+        self.ids.extend(ids)
+
     def __call__(self) -> None:
         enqueue(self.ids)
 
 
+class _OutboxBatch:
+    """ORM broker in the same database: the task rows are written in the publishing
+    transaction itself (an outbox), so workers see them exactly when it commits, there
+    is no second commit per publish, and no crash between commit and hand-off can
+    lose them. Later publishes of the transaction fill the last task up to the batch
+    size (an UPDATE of its row) before adding rows."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[int, list[int]]] = []  # (django_q_ormq id, delivery ids)
+
+    def add(self, ids: Sequence[int]) -> None:
+        from django_q.conf import Conf
+        from django_q.models import OrmQ
+
+        ids, size = list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE
+        last = self.tasks[-1] if self.tasks and len(self.tasks[-1][1]) < size else None
+        topped = last[1] + ids[: size - len(last[1])] if last else []
+        chunks = list(_chunks(ids[size - len(last[1]) :] if last else ids, size))
+        try:  # packed before any SQL: a failure here leaves the transaction untouched
+            packages = _packages(([topped] if last else []) + chunks)
+        except Exception:
+            logger.exception("could not pack %d deliveries; the dispatcher sends them", len(ids))
+            return
+        if last:
+            OrmQ.objects.filter(pk=last[0]).update(payload=packages.pop(0))
+            last[1][:] = topped
+        if chunks:
+            now, key = timezone.now(), _broker().list_key or Conf.CLUSTER_NAME
+            rows = OrmQ.objects.bulk_create(
+                [OrmQ(key=key, payload=package, lock=now) for package in packages]
+            )
+            self.tasks += [(row.pk, chunk) for row, chunk in zip(rows, chunks, strict=True)]
+
+    def __call__(self) -> None:
+        pass  # committed with the transaction: nothing left to hand over
+
+
+def _packages(chunks: list[list[int]]) -> list[str]:
+    """django-q2's signed task packages for these batches of delivery ids."""
+    from django_q.tasks import async_task
+
+    collector = _Collector(_broker())
+    for chunk in chunks:
+        async_task(DELIVER_TASK, chunk, save=False, task_name="deliver", broker=collector)
+    return collector.packages
+
+
+def _outbox_possible(conn) -> bool:
+    from django_q.brokers.orm import ORM
+    from django_q.conf import Conf
+
+    return isinstance(_broker(), ORM) and conn.alias == Conf.ORM and not Conf.SYNC
+
+
 def enqueue_on_commit(ids: Sequence[int]) -> None:
-    """Enqueue `ids` once the current transaction commits (nothing if it rolls back).
+    """Hand `ids` to the workers when the current transaction commits (nothing if it
+    rolls back).
 
     Every publish in one transaction joins one batch, so 20 publishes in a request
-    become one task of 20 deliveries, not 20 tasks. (If the savepoint that registered
-    the batch rolls back, Django drops it with its ids; a later publish starts anew.)
+    become one task of 20 deliveries, not 20 tasks. With the ORM broker the task rows
+    are written in the transaction itself (`_OutboxBatch`); with Redis they are pushed
+    after the commit. (If the savepoint that registered the batch rolls back, Django
+    drops it — and the database its rows; a later publish starts anew.)
     """
     if not ids:
         return
@@ -145,11 +205,11 @@ def enqueue_on_commit(ids: Sequence[int]) -> None:
         enqueue(ids)
         return
     for _savepoints, callback, _robust in conn.run_on_commit:
-        if isinstance(callback, _CommitBatch):
-            callback.ids.extend(ids)
+        if isinstance(callback, _CommitBatch | _OutboxBatch):
+            callback.add(ids)
             return
-    batch = _CommitBatch()
-    batch.ids.extend(ids)
+    batch = _OutboxBatch() if _outbox_possible(conn) else _CommitBatch()
+    batch.add(ids)
     transaction.on_commit(batch, robust=True)
 
 

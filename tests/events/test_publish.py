@@ -36,11 +36,29 @@ def test_rolled_back_publish_leaves_nothing_and_enqueues_nothing(event_types):
     assert queued_delivery_ids() == []
 
 
+def seen_by_a_worker() -> list[int]:
+    """The queued delivery ids as another connection (a worker) sees them now."""
+    from django.db import connections
+
+    seen = []
+
+    def look():
+        try:
+            seen.extend(queued_delivery_ids())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=look)
+    thread.start()
+    thread.join(10)
+    return seen
+
+
 def test_committed_publish_writes_event_deliveries_and_enqueues_them_once(event_types):
     endpoints = [make_endpoint(name=f"ep{i}") for i in range(3)]
     with transaction.atomic():
         event = publish("order.paid", {"order": {"id": 1}}, source="shop")
-        assert queued_delivery_ids() == [], "nothing is handed over before commit"
+        assert seen_by_a_worker() == [], "nothing is handed over before commit"
     deliveries = Delivery.objects.filter(event=event)
     assert {d.endpoint_id for d in deliveries} == {e.pk for e in endpoints}
     assert all(d.status == DeliveryStatus.PENDING and d.next_attempt_at for d in deliveries)
