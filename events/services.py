@@ -310,17 +310,7 @@ def events_publish_batch(
     prepared = []
     for index, item in enumerate(items):
         try:
-            prepared.append(
-                _prepared(
-                    item["type"],
-                    item["data"],
-                    partner=item.get("partner"),
-                    source=item.get("source", ""),
-                    idempotency_key=item.get("idempotency_key"),
-                    occurred_at=item.get("occurred_at"),
-                    tags=item.get("tags", ()),
-                )
-            )
+            prepared.append(_prepared(item["type"], item["data"], **_item_options(item)))
         except ValidationError as exc:
             by_field = exc.error_dict if hasattr(exc, "error_dict") else {"": exc.error_list}
             raise ValidationError(
@@ -384,18 +374,20 @@ def _count_published(counts: list[tuple[str, int]]) -> None:
 def _publish_one_by_one(items: Sequence[dict], *, trigger_by: str) -> list[tuple[Event, bool]]:
     """The batch, item by item (each insert can meet a concurrent publisher's key)."""
     return [
-        event_publish(
-            item["type"],
-            item["data"],
-            partner=item.get("partner"),
-            source=item.get("source", ""),
-            idempotency_key=item.get("idempotency_key"),
-            occurred_at=item.get("occurred_at"),
-            tags=item.get("tags", ()),
-            trigger_by=trigger_by,
-        )
+        event_publish(item["type"], item["data"], **_item_options(item), trigger_by=trigger_by)
         for item in items
     ]
+
+
+def _item_options(item: dict) -> dict:
+    """publish()'s keyword arguments from one batch item."""
+    return {
+        "partner": item.get("partner"),
+        "source": item.get("source", ""),
+        "idempotency_key": item.get("idempotency_key"),
+        "occurred_at": item.get("occurred_at"),
+        "tags": item.get("tags", ()),
+    }
 
 
 RESERVED_EVENT_TYPE_PREFIX = "webhookhub."
