@@ -30,15 +30,9 @@ from events.api.serializers import (
     EventTypeSerializer,
     ReplaySerializer,
 )
+from events.catalog import event_type_archive, event_type_create, event_type_unarchive
 from events.models import Event, EventType
-from events.services import (
-    MAX_IDEMPOTENCY_KEY_LENGTH,
-    event_publish,
-    event_type_archive,
-    event_type_create,
-    event_type_unarchive,
-    events_publish_batch,
-)
+from events.services import MAX_IDEMPOTENCY_KEY_LENGTH, event_publish, events_publish_batch
 from webhookhub.api.pagination import NameCursorPagination
 from webhookhub.api.permissions import ANY_ROLE, PUBLISHER
 from webhookhub.api.scoping import ScopedQuerysetMixin, scope_queryset

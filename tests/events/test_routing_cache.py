@@ -11,8 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from deliveries.models import Delivery
 from endpoints.models import Endpoint, Subscription
 from endpoints.services import endpoint_disable, endpoint_enable, subscriptions_set
+from events.catalog import event_type_archive
 from events.models import EventType
-from events.services import event_type_archive, publish
+from events.services import publish
 from tests.factories import PartnerFactory, make_endpoint
 
 pytestmark = pytest.mark.django_db(transaction=True)
