@@ -53,23 +53,23 @@ def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
     A failure to reach the broker is logged, not raised: the rows are in the database
     and the dispatcher will find them.
     """
-    from django_q.tasks import async_task
+    from django_q.brokers.orm import ORM
+    from django_q.brokers.redis_broker import Redis
 
     chunks = list(_chunks(list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE))
     if not chunks:
         return 0
     try:
-        collector = _Collector(_broker())
-        for chunk in chunks:
-            # django-q2 builds and signs each task; the collector keeps the packages.
-            async_task(
-                DELIVER_TASK, chunk, token=token, save=False, task_name="deliver", broker=collector
-            )
-        collector.flush()
+        broker, packages = _broker(), _packages(chunks, token=token)
+        if isinstance(broker, ORM):
+            _orm_rows(packages)
+        elif isinstance(broker, Redis):
+            broker.connection.rpush(broker.list_key, *packages)
+        else:
+            for package in packages:
+                broker.enqueue(package)
     except Exception:
-        logger.exception(
-            "could not enqueue %d deliveries; the dispatcher will retry", len(list(ids))
-        )
+        logger.exception("could not enqueue %d deliveries; the dispatcher will retry", len(ids))
         return 0
     return len(chunks)
 
@@ -90,11 +90,10 @@ def _broker():
 
 
 class _Collector:
-    """Stands in for the django-q2 broker while `async_task` packs each task, then writes
-    all the packages to the real broker at once."""
+    """Stands in for the django-q2 broker while `async_task` packs a task: keeps the
+    package instead of sending it."""
 
     def __init__(self, broker) -> None:
-        self.broker = broker
         self.list_key = broker.list_key
         self.packages: list[str] = []
 
@@ -102,23 +101,28 @@ class _Collector:
         self.packages.append(package)
         return len(self.packages)
 
-    def flush(self) -> None:
-        from django_q.brokers.orm import ORM
-        from django_q.brokers.redis_broker import Redis
-        from django_q.conf import Conf
-        from django_q.models import OrmQ
 
-        if isinstance(self.broker, ORM):
-            now = timezone.now()
-            key = self.list_key or Conf.CLUSTER_NAME
-            OrmQ.objects.using(Conf.ORM).bulk_create(
-                [OrmQ(key=key, payload=package, lock=now) for package in self.packages]
-            )
-        elif isinstance(self.broker, Redis):
-            self.broker.connection.rpush(self.list_key, *self.packages)
-        else:
-            for package in self.packages:
-                self.broker.enqueue(package)
+def _packages(chunks: list[list[int]], *, token: str | None = None) -> list[str]:
+    """django-q2's signed task packages for these batches of delivery ids."""
+    from django_q.tasks import async_task
+
+    collector = _Collector(_broker())
+    for chunk in chunks:
+        async_task(
+            DELIVER_TASK, chunk, token=token, save=False, task_name="deliver", broker=collector
+        )
+    return collector.packages
+
+
+def _orm_rows(packages: list[str]) -> list:
+    """The ORM broker's queue rows for these packages, in one INSERT."""
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+
+    now, key = timezone.now(), _broker().list_key or Conf.CLUSTER_NAME
+    return OrmQ.objects.using(Conf.ORM).bulk_create(
+        [OrmQ(key=key, payload=package, lock=now) for package in packages]
+    )
 
 
 class _CommitBatch:
@@ -145,7 +149,6 @@ class _OutboxBatch:
         self.tasks: list[tuple[int, list[int]]] = []  # (django_q_ormq id, delivery ids)
 
     def add(self, ids: Sequence[int]) -> None:
-        from django_q.conf import Conf
         from django_q.models import OrmQ
 
         ids, size = list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE
@@ -161,24 +164,11 @@ class _OutboxBatch:
             OrmQ.objects.filter(pk=last[0]).update(payload=packages.pop(0))
             last[1][:] = topped
         if chunks:
-            now, key = timezone.now(), _broker().list_key or Conf.CLUSTER_NAME
-            rows = OrmQ.objects.bulk_create(
-                [OrmQ(key=key, payload=package, lock=now) for package in packages]
-            )
+            rows = _orm_rows(packages)
             self.tasks += [(row.pk, chunk) for row, chunk in zip(rows, chunks, strict=True)]
 
     def __call__(self) -> None:
         pass  # committed with the transaction: nothing left to hand over
-
-
-def _packages(chunks: list[list[int]]) -> list[str]:
-    """django-q2's signed task packages for these batches of delivery ids."""
-    from django_q.tasks import async_task
-
-    collector = _Collector(_broker())
-    for chunk in chunks:
-        async_task(DELIVER_TASK, chunk, save=False, task_name="deliver", broker=collector)
-    return collector.packages
 
 
 def _outbox_possible(conn) -> bool:

@@ -21,6 +21,8 @@ from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
 from deliveries.selectors import delivery_test_attempt
 from endpoints.models import Endpoint, Partner
 from events.models import Event
+from events.selectors import endpoint_ids_for_event
+from events.services import event_publish
 
 TEST_EVENT_TYPE = "webhookhub.test"
 # Statuses a delivery can be sent again from. In-flight rows are being sent right now.
@@ -115,8 +117,6 @@ def event_replay(
     replaying a broadcast must not re-send it to everyone). Returns the number of
     deliveries queued.
     """
-    from events.selectors import endpoint_ids_for_event
-
     if endpoint is not None:
         if event.partner_id is not None and endpoint.partner_id != event.partner_id:
             raise ValidationError(
@@ -186,8 +186,6 @@ def endpoint_send_test(endpoint: Endpoint, *, by: str) -> DeliveryAttempt | None
 
 
 def _test_delivery(endpoint: Endpoint, *, by: str, enqueue: bool) -> Delivery:
-    from events.services import event_publish
-
     with transaction.atomic():
         # Locked: a concurrent DELETE of the endpoint finishes first (DoesNotExist) or
         # waits for this transaction; the delivery never points at a deleted row.
