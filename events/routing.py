@@ -43,7 +43,10 @@ class Route:
 
 
 class _Cache:
-    """A dict whose entries expire; cleared as a whole on any relevant change."""
+    """A dict whose entries expire; cleared as a whole on any relevant change, and when
+    it holds `MAX` entries (expired ones are not swept one by one)."""
+
+    MAX = 10_000
 
     def __init__(self) -> None:
         self._entries: dict[object, tuple[float, object]] = {}
@@ -62,6 +65,8 @@ class _Cache:
         value = load()
         with self._lock:
             if generation == self.generation:  # not cleared while we were loading
+                if len(self._entries) >= self.MAX:
+                    self._entries.clear()
                 self._entries[key] = (now + ttl, value)
         return value
 

@@ -81,3 +81,15 @@ def test_with_the_cache_off_every_publish_reads_the_database(event_types, settin
     assert reached(publish("order.paid", {}, partner=partner)) == {endpoint.pk}
     Endpoint.objects.filter(pk=endpoint.pk).update(enabled=False)
     assert reached(publish("order.paid", {}, partner=partner)) == set()
+
+
+def test_the_cache_stays_bounded_whatever_the_number_of_partners(event_types, monkeypatch):
+    from events import routing
+
+    monkeypatch.setattr(routing._Cache, "MAX", 5)
+    partners = [PartnerFactory() for _ in range(12)]
+    for partner in partners:
+        make_endpoint(partner=partner)
+    for partner in partners:
+        assert len(reached(publish("order.paid", {}, partner=partner))) == 1
+        assert len(routing._cache._entries) <= 5
