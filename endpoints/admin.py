@@ -306,11 +306,11 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         return show_once(
             request,
-            title="Endpoint created",
-            label=f"Signing secret of {obj.name}",
+            title=_("Endpoint created"),
+            label=_("Signing secret of %(name)s") % {"name": obj.name},
             value=request._new_signing_secret,
             back_url=reverse("admin:endpoints_endpoint_change", args=[obj.pk]),
-            note="Give it to the partner: they verify every webhook with it.",
+            note=_("Give it to the partner: they verify every webhook with it."),
         )
 
     # -- bulk actions

@@ -6,6 +6,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
 
 from deliveries.models import Delivery, DeliveryStatus
 from endpoints.admin_health import DAY, FINISHED_OR_FAILING, health_cell
@@ -152,11 +153,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         return show_once(
             request,
-            title="New API token",
-            label=f"API token {obj.prefix}… ({obj.get_role_display()})",
+            title=_("New API token"),
+            label=_("API token %(prefix)s… (%(role)s)")
+            % {"prefix": obj.prefix, "role": obj.get_role_display()},
             value=request._new_api_token,
             back_url=reverse("admin:endpoints_apitoken_change", args=[obj.pk]),
-            note="Send it as `Authorization: Bearer <token>`. Only its hash is stored.",
+            note=_("Send it as `Authorization: Bearer <token>`. Only its hash is stored."),
         )
 
     @admin.action(description="Revoke selected tokens")

@@ -133,12 +133,15 @@ class EndpointSupportViews:
             )
             return show_once(
                 request,
-                title="Signing secret rotated",
-                label=f"New signing secret of {endpoint.name}",
+                title=_("Signing secret rotated"),
+                label=_("New signing secret of %(name)s") % {"name": endpoint.name},
                 value=secret,
                 back_url=reverse("admin:endpoints_endpoint_change", args=[endpoint.pk]),
-                note=f"The previous secret keeps signing for {form.cleaned_data['grace_hours']} h: "
-                "every webhook in that window carries both signatures.",
+                note=_(
+                    "The previous secret keeps signing for %(hours)s h: every webhook in "
+                    "that window carries both signatures."
+                )
+                % {"hours": form.cleaned_data["grace_hours"]},
             )
         return self._render(
             request,
@@ -159,12 +162,14 @@ class EndpointSupportViews:
             token = endpoint_regenerate_token(endpoint, by=actor(request))
             return show_once(
                 request,
-                title="Bearer token regenerated",
-                label=f"New bearer token of {endpoint.name}",
+                title=_("Bearer token regenerated"),
+                label=_("New bearer token of %(name)s") % {"name": endpoint.name},
                 value=token,
                 back_url=reverse("admin:endpoints_endpoint_change", args=[endpoint.pk]),
-                note="It replaces the old token at once: webhooks now carry "
-                "`Authorization: Bearer <this token>`.",
+                note=_(
+                    "It replaces the old token at once: webhooks now carry "
+                    "`Authorization: Bearer <this token>`."
+                ),
             )
         return self._render(
             request,
