@@ -47,5 +47,8 @@ class DeliveriesConfig(AppConfig):
     def ready(self):
         from django_q.signals import post_spawn
 
+        from deliveries import cluster, receivers  # noqa: F401  (connects the receivers)
+
         post_migrate.connect(ensure_schedules, sender=self)
+        post_spawn.connect(cluster.worker_started, dispatch_uid="webhookhub-worker-started")
         post_spawn.connect(start_dispatcher, dispatch_uid="webhookhub-start-dispatcher")

@@ -15,8 +15,14 @@ from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from deliveries.models import WAITING_STATUSES, Delivery, DeliveryAttempt, DeliveryStatus
-from endpoints.models import CircuitState, Endpoint
+from deliveries.models import (
+    WAITING_STATUSES,
+    CircuitState,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+)
+from endpoints.models import Endpoint
 from events.models import Event
 
 CACHE_SECONDS = 300  # the schedule refreshes every minute; this only bounds staleness
@@ -81,7 +87,7 @@ def compute_dashboard(now: datetime) -> Dashboard:
         backlog_oldest=backlog["oldest"],
         in_flight=Delivery.objects.filter(status=DeliveryStatus.IN_FLIGHT).count(),
         dead_total=Delivery.objects.filter(status=DeliveryStatus.DEAD).count(),
-        open_circuits=Endpoint.objects.exclude(circuit_state=CircuitState.CLOSED).count(),
+        open_circuits=Endpoint.objects.exclude(health__circuit_state=CircuitState.CLOSED).count(),
         disabled_endpoints=Endpoint.objects.filter(enabled=False).count(),
         hourly=hourly_outcomes(now),
         failing=failing_endpoints(),
@@ -160,8 +166,8 @@ def failing_endpoints(limit: int = 10) -> list[Endpoint]:
         .order_by("-created_at")
     )
     return list(
-        Endpoint.objects.filter(failing_since__isnull=False)
-        .select_related("partner")
+        Endpoint.objects.filter(health__failing_since__isnull=False)
+        .select_related("partner", "health")
         .annotate(last_error=Subquery(latest_failure.values("last_error")[:1]))
-        .order_by("-consecutive_failures", "pk")[:limit]
+        .order_by("-health__consecutive_failures", "pk")[:limit]
     )

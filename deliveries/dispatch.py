@@ -1,16 +1,19 @@
-"""Handing deliveries to django-q2 workers: the fast path and the dispatcher.
+"""Waking the workers: the fast path on commit, and the dispatcher.
 
-Fast path: `publish()` (and every "send now" action) enqueues the new delivery ids when
-its transaction commits, so a healthy endpoint is called within milliseconds.
+Fast path: `publish()` (and every "send now" action) hands the endpoints that have new
+due deliveries to the workers when its transaction commits — one django-q2 task
+`deliveries.tasks.drain([endpoint ids])` per commit (per few endpoints) — so a
+healthy endpoint is called within milliseconds. A worker that runs it drains each
+endpoint (`deliveries.engine`); one whose drain is already running elsewhere is
+skipped at the cost of one UPDATE, since that drain picks the new rows up.
 
-Dispatcher: everything the fast path did not do — scheduled retries, deliveries whose
-task was lost with a broker, leases of workers that died — is found in the database.
-django-q2's scheduler looks at schedules only every 30 s and has no per-task ETA, so
-the dispatcher is a loop task: it runs for `LOOP_SECONDS`, polling due rows every
-`TICK_SECONDS`, then enqueues its own successor. One loop runs at a time across all
-clusters (the "dispatcher" WorkerLease); a schedule every minute restarts it if the
-chain ever breaks. Rows are taken with SELECT … FOR UPDATE SKIP LOCKED over the
-partial indexes, so even two loops at once would not hand out the same row twice.
+Dispatcher: everything the fast path did not wake — scheduled retries, a circuit's
+probe time, work whose task was lost with a broker, leases of workers that died — is
+found in the database. django-q2's scheduler looks at schedules only every 30 s and
+has no per-task ETA, so the dispatcher is a loop task: it runs for `LOOP_SECONDS`,
+ticking every `TICK_SECONDS`, then enqueues its own successor. One loop runs at a time
+across all clusters (the "dispatcher" WorkerLease); a schedule every minute restarts
+it if the chain ever breaks.
 """
 
 import logging
@@ -21,24 +24,32 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Case, Q, QuerySet, Value, When
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from deliveries.models import Delivery, DeliveryStatus, Trigger, WorkerLease
+from deliveries import cluster, lifecycle
+from deliveries.models import (
+    CircuitState,
+    Delivery,
+    DeliveryStatus,
+    EndpointHealth,
+    Trigger,
+    WorkerLease,
+)
 
 logger = logging.getLogger(__name__)
 
-DELIVER_TASK = "deliveries.tasks.deliver"
+DRAIN_TASK = "deliveries.tasks.drain"
 DISPATCH_TASK = "deliveries.tasks.dispatch_loop"
 LOOP_SECONDS = 55.0
 TICK_SECONDS = 0.5
-DISPATCH_LIMIT = 2000
+DISPATCH_LIMIT = 500
 # Renewed every tick: a loop that stops ticking (killed, stalled) loses it in seconds.
 LEADER_LEASE = timedelta(seconds=3)
-LOST_TEST_ERROR = (
-    "The worker stopped while sending this test; it is not sent again. Send a new test."
-)
+# A first attempt is the fast path's: the dispatcher wakes its endpoint only if it is
+# still due this long after it was (its task was lost, or queued behind others).
+FAST_PATH_GRACE = timedelta(seconds=1)
 
 
 def _chunks(ids: Sequence[int], size: int):
@@ -46,9 +57,14 @@ def _chunks(ids: Sequence[int], size: int):
         yield list(ids[start : start + size])
 
 
-def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
-    """Queue delivery tasks for `ids`, one task per batch, in one write to the broker
-    (one multi-row INSERT for the ORM broker, one RPUSH for Redis). Returns tasks queued.
+def _per_task() -> int:
+    return settings.WEBHOOKHUB_DRAIN_ENDPOINTS_PER_TASK
+
+
+def wake(endpoint_ids: Sequence[int]) -> int:
+    """Queue drain tasks for these endpoints (a few endpoints per task, so several
+    workers share a wide fan-out) in one write to the broker (one multi-row INSERT for
+    the ORM broker, one RPUSH for Redis). Returns tasks queued.
 
     A failure to reach the broker is logged, not raised: the rows are in the database
     and the dispatcher will find them.
@@ -56,11 +72,11 @@ def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
     from django_q.brokers.orm import ORM
     from django_q.brokers.redis_broker import Redis
 
-    chunks = list(_chunks(list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE))
+    chunks = list(_chunks(list(dict.fromkeys(endpoint_ids)), _per_task()))
     if not chunks:
         return 0
     try:
-        broker, packages = _broker(), _packages(chunks, token=token)
+        broker, packages = _broker(), _packages(chunks)
         if isinstance(broker, ORM):
             _orm_rows(packages)
         elif isinstance(broker, Redis):
@@ -69,7 +85,7 @@ def enqueue(ids: Sequence[int], *, token: str | None = None) -> int:
             for package in packages:
                 broker.enqueue(package)
     except Exception:
-        logger.exception("could not enqueue %d deliveries; the dispatcher will retry", len(ids))
+        logger.exception("could not wake %d endpoints; the dispatcher will", len(endpoint_ids))
         return 0
     return len(chunks)
 
@@ -102,15 +118,13 @@ class _Collector:
         return len(self.packages)
 
 
-def _packages(chunks: list[list[int]], *, token: str | None = None) -> list[str]:
-    """django-q2's signed task packages for these batches of delivery ids."""
+def _packages(chunks: list[list[int]]) -> list[str]:
+    """django-q2's signed task packages: one drain task per chunk of endpoint ids."""
     from django_q.tasks import async_task
 
     collector = _Collector(_broker())
     for chunk in chunks:
-        async_task(
-            DELIVER_TASK, chunk, token=token, save=False, task_name="deliver", broker=collector
-        )
+        async_task(DRAIN_TASK, chunk, save=False, task_name="drain", broker=collector)
     return collector.packages
 
 
@@ -126,39 +140,43 @@ def _orm_rows(packages: list[str]) -> list:
 
 
 class _CommitBatch:
-    """The delivery ids one transaction hands over when it commits."""
+    """The endpoints one transaction wakes when it commits."""
 
     def __init__(self) -> None:
         self.ids: list[int] = []
 
     def add(self, ids: Sequence[int]) -> None:
-        self.ids.extend(ids)
+        self.ids.extend(i for i in ids if i not in self.ids)
 
     def __call__(self) -> None:
-        enqueue(self.ids)
+        wake(self.ids)
 
 
 class _OutboxBatch:
     """ORM broker in the same database: the task rows are written in the publishing
     transaction itself (an outbox), so workers see them exactly when it commits, there
     is no second commit per publish, and no crash between commit and hand-off can
-    lose them. Later publishes of the transaction fill the last task up to the batch
-    size (an UPDATE of its row) before adding rows."""
+    lose them. Later publishes of the transaction to new endpoints fill the last task
+    (an UPDATE of its row) before adding rows; to the same endpoints, cost nothing."""
 
     def __init__(self) -> None:
-        self.tasks: list[tuple[int, list[int]]] = []  # (django_q_ormq id, delivery ids)
+        self.tasks: list[tuple[int, list[int]]] = []  # (django_q_ormq id, endpoint ids)
+        self.seen: set[int] = set()
 
     def add(self, ids: Sequence[int]) -> None:
         from django_q.models import OrmQ
 
-        ids, size = list(ids), settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE
+        ids = [i for i in dict.fromkeys(ids) if i not in self.seen]
+        if not ids:
+            return
+        size = _per_task()
         last = self.tasks[-1] if self.tasks and len(self.tasks[-1][1]) < size else None
         topped = last[1] + ids[: size - len(last[1])] if last else []
         chunks = list(_chunks(ids[size - len(last[1]) :] if last else ids, size))
         try:  # packed before any SQL: a failure here leaves the transaction untouched
             packages = _packages(([topped] if last else []) + chunks)
         except Exception:
-            logger.exception("could not pack %d deliveries; the dispatcher sends them", len(ids))
+            logger.exception("could not pack a wake-up; the dispatcher wakes %s", ids)
             return
         if last:
             OrmQ.objects.filter(pk=last[0]).update(payload=packages.pop(0))
@@ -166,6 +184,7 @@ class _OutboxBatch:
         if chunks:
             rows = _orm_rows(packages)
             self.tasks += [(row.pk, chunk) for row, chunk in zip(rows, chunks, strict=True)]
+        self.seen.update(ids)
 
     def __call__(self) -> None:
         pass  # committed with the transaction: nothing left to hand over
@@ -178,113 +197,90 @@ def _outbox_possible(conn) -> bool:
     return isinstance(_broker(), ORM) and conn.alias == Conf.ORM and not Conf.SYNC
 
 
-def enqueue_on_commit(ids: Sequence[int]) -> None:
-    """Hand `ids` to the workers when the current transaction commits (nothing if it
-    rolls back).
+def wake_on_commit(endpoint_ids: Sequence[int]) -> None:
+    """Wake the workers for these endpoints when the current transaction commits
+    (nothing if it rolls back).
 
     Every publish in one transaction joins one batch, so 20 publishes in a request
-    become one task of 20 deliveries, not 20 tasks. With the ORM broker the task rows
-    are written in the transaction itself (`_OutboxBatch`); with Redis they are pushed
-    after the commit. (If the savepoint that registered the batch rolls back, Django
-    drops it — and the database its rows; a later publish starts anew.)
+    become one task, not 20. With the ORM broker the task rows are written in the
+    transaction itself (`_OutboxBatch`); with Redis they are pushed after the commit.
+    (If the savepoint that registered the batch rolls back, Django drops it — and the
+    database its rows; a later publish starts anew.)
     """
-    if not ids:
+    if not endpoint_ids:
         return
     conn = transaction.get_connection()
     if not conn.in_atomic_block:
-        enqueue(ids)
+        wake(endpoint_ids)
         return
     for _savepoints, callback, _robust in conn.run_on_commit:
         if isinstance(callback, _CommitBatch | _OutboxBatch):
-            callback.add(ids)
+            callback.add(endpoint_ids)
             return
     batch = _OutboxBatch() if _outbox_possible(conn) else _CommitBatch()
-    batch.add(ids)
+    batch.add(endpoint_ids)
     transaction.on_commit(batch, robust=True)
 
 
-def dispatchable(now: datetime) -> dict[str, QuerySet]:
-    """What the dispatcher hands to the workers now, by reason, each ordered for a range
-    scan over a partial index (`delivery_due`, `delivery_lease`).
-
-    Rows the fast path handed over (or a previous tick reserved) carry `claimed_until`
-    in the future and are left alone until it passes: a first attempt whose task was
-    lost with the broker is picked up then.
-    """
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
-    waiting = Delivery.objects.filter(free, next_attempt_at__lte=now).order_by("next_attempt_at")
-    return {
-        "due_retries": waiting.filter(status=DeliveryStatus.RETRYING),
-        "lost_first_attempts": waiting.filter(status=DeliveryStatus.PENDING),
-        "expired_leases": Delivery.objects.filter(
-            status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now
-        )
-        .exclude(next_trigger=Trigger.TEST)
-        .order_by("claimed_until"),
-    }
-
-
-def expired_tests_bury(*, now: datetime) -> int:
-    """A test whose worker died mid-request may have reached the receiver: it is marked
-    dead, never sent again (a test is sent at most once and never retried)."""
-    return Delivery.objects.filter(
-        status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now, next_trigger=Trigger.TEST
-    ).update(
-        status=DeliveryStatus.DEAD,
-        next_attempt_at=None,
-        claimed_until=None,
-        lease_token="",
-        completed_at=now,
-        last_error=LOST_TEST_ERROR,
-        updated_at=now,
+def endpoints_to_wake(now: datetime, *, limit: int = DISPATCH_LIMIT) -> list[tuple]:
+    """Endpoints nobody is draining that have a delivery that may go now: a due retry,
+    a first attempt the fast path has not taken within its grace, a test; the circuit
+    closed or its probe due; the endpoint on. One index probe per endpoint. Returns
+    (endpoint id, when its last drain ended)."""
+    rows = Delivery.objects.filter(endpoint_id=OuterRef("pk"))
+    retry_due = rows.filter(status=DeliveryStatus.RETRYING, next_attempt_at__lte=now)
+    first_due = rows.filter(
+        status=DeliveryStatus.PENDING, next_attempt_at__lte=now - FAST_PATH_GRACE
+    )
+    test_due = first_due.filter(next_trigger=Trigger.TEST)
+    gate_open = Q(endpoint__enabled=True) & (
+        Q(circuit_state=CircuitState.CLOSED) | Q(circuit_retry_at__lte=now)
+    )
+    free = Q(drain_until__isnull=True) | Q(drain_until__lt=now)
+    return list(
+        EndpointHealth.objects.filter(free)
+        .filter((gate_open & (Exists(retry_due) | Exists(first_due))) | Exists(test_due))
+        .order_by("pk")
+        .values_list("pk", "drain_until")[:limit]
     )
 
 
-def dispatch_due(*, now: datetime | None = None, limit: int = DISPATCH_LIMIT) -> int:
-    """Reserve and enqueue due deliveries and expired leases; return how many.
+class Dispatcher:
+    """One tick: reclaim expired leases, wake the endpoints with due work. Remembers
+    what it woke so that an endpoint whose drain task is still queued is not woken
+    again every tick: again only once a drain has run since, or after the reservation
+    (`WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS`: the task was lost)."""
 
-    A reservation keeps the row waiting but marks it taken (`claimed_until`, our token)
-    so the next tick does not hand it out again; the task claims it with that token.
-    """
-    now = now or timezone.now()
-    token = uuid.uuid4().hex
-    queries = dispatchable(now)
-    expired_tests_bury(now=now)
-    with transaction.atomic():
-        ids = _lock_ids(queries["due_retries"], limit)
-        ids += _lock_ids(queries["lost_first_attempts"], limit - len(ids))
-        expired = _lock_ids(queries["expired_leases"], limit - len(ids))
-        ids += expired
-        if not ids:
+    def __init__(self) -> None:
+        self.woken: dict[int, datetime] = {}
+
+    def tick(self, *, now: datetime | None = None) -> int:
+        now = now or timezone.now()
+        reclaimed = lifecycle.reclaim_expired(now=now)  # due now: wake their endpoints
+        stale = now - reservation()
+        self.woken = {pk: at for pk, at in self.woken.items() if at > stale}
+        due = [
+            pk
+            for pk, drained_at in endpoints_to_wake(now)
+            if pk not in self.woken or (drained_at is not None and drained_at > self.woken[pk])
+        ]
+        due += [pk for pk in reclaimed if pk not in due]
+        if not due:
             return 0
-        # A worker died holding these: back to waiting (the attempt count is untouched,
-        # the receiver may have got it: at-least-once).
-        Delivery.objects.filter(pk__in=expired).update(
-            status=Case(
-                When(attempt_count=0, then=Value(DeliveryStatus.PENDING)),
-                default=Value(DeliveryStatus.RETRYING),
-            ),
-            next_attempt_at=now,
-        )
-        Delivery.objects.filter(pk__in=ids).update(
-            lease_token=token, claimed_until=now + reservation()
-        )
-    enqueue(ids, token=token)
-    return len(ids)
+        wake(due)
+        self.woken.update(dict.fromkeys(due, now))
+        return len(due)
+
+
+def dispatch_due(*, now: datetime | None = None) -> int:
+    """One dispatcher tick without memory (tests, tools): returns endpoints woken."""
+    return Dispatcher().tick(now=now)
 
 
 def reservation() -> timedelta:
-    """How long a handed-over delivery is left to its task before the dispatcher takes
-    it back (the task was lost: broker flushed, enqueue failed, worker killed)."""
+    """How long the dispatcher waits for a drain it asked for before asking again (the
+    task was lost: broker flushed, enqueue failed, worker killed)."""
     return timedelta(seconds=settings.WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS)
-
-
-def _lock_ids(queryset, limit: int) -> list[int]:
-    if limit <= 0:
-        return []
-    if connection.features.has_select_for_update_skip_locked:
-        queryset = queryset.select_for_update(skip_locked=True, of=("self",))
-    return list(queryset.values_list("pk", flat=True)[:limit])
 
 
 def lease_acquire(name: str, holder: str, *, ttl: timedelta, now: datetime | None = None) -> bool:
@@ -307,25 +303,26 @@ def lease_release(name: str, holder: str) -> None:
 def dispatch_loop(
     *, seconds: float = LOOP_SECONDS, tick: float = TICK_SECONDS, chain: bool = True
 ) -> int:
-    """Run the dispatcher for `seconds` if no other loop is running; return rows dispatched."""
+    """Run the dispatcher for `seconds` if no other loop is running (and the cluster is
+    not stopping); return how many endpoints it woke."""
     holder = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
     if not lease_acquire("dispatcher", holder, ttl=LEADER_LEASE):
         return 0
-    dispatched = 0
+    dispatched, dispatcher = 0, Dispatcher()
     deadline = time.monotonic() + seconds
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not cluster.stopping():
             started = time.monotonic()
             if not lease_acquire("dispatcher", holder, ttl=LEADER_LEASE):
                 return dispatched  # another loop took over (we stalled past the lease)
             try:
-                dispatched += dispatch_due()
+                dispatched += dispatcher.tick()
             except Exception:
                 logger.exception("dispatcher tick failed")
             time.sleep(max(0.0, tick - (time.monotonic() - started)))
     finally:
         lease_release("dispatcher", holder)
-        if chain:
+        if chain and not cluster.stopping():
             _enqueue_loop()
     return dispatched
 

@@ -1,30 +1,69 @@
-"""The worker side of delivery: claim due deliveries, send them, record what happened.
+"""The worker side of delivery: drain endpoints — claim their due deliveries in
+batches, send them concurrently, record what happened in batches.
 
-Claiming (and which deliveries each endpoint admits now) is `deliveries.claims`. The
-lease outlasts the endpoint's timeout, so a slow request is never handed to a second
-worker, and a worker that dies leaves a lease that expires and makes the row due again.
-The attempt row, the delivery's next state and the endpoint's health are written in one
-transaction.
+A drain holds an endpoint's drain lease (`EndpointHealth`, one holder at a time across
+all clusters), so it is the only claimer of that endpoint: it keeps up to
+`max_in_flight` requests going, tops the window up as answers come back, and stops
+when the endpoint has nothing due (after lingering briefly if no other task waits for
+a worker), when its time budget is spent, or when the cluster stops. However work
+arrives — one publish per transaction or a thousand — claims and records are
+amortised over whatever is due: one UPDATE … RETURNING claims a batch, one multi-row
+INSERT and a few UPDATEs record it.
+
+Which deliveries may go now (switch, circuit, ordered queue, cap, rate limit) is
+decided here, per endpoint, from its configuration and health; each status change is
+`deliveries.lifecycle`; circuit and streak are `deliveries.health`. The lease on each
+delivery outlasts the endpoint's timeout and a request starts only if it fits in what
+is left of it, so a slow request is never handed to a second worker, and a worker that
+dies leaves leases that expire and make the rows due again.
 """
 
 import logging
+import os
+import time
+import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from deliveries import endpoint_health, metrics, signing, transport
-from deliveries.claims import connect_timeout_for, deliveries_claim, ordered_release_next
-from deliveries.dispatch import enqueue_on_commit
-from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
+from deliveries import cluster, health, lifecycle, metrics, notices, ratelimit, signing, transport
+from deliveries.dispatch import wake
+from deliveries.models import (
+    CircuitState,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    EndpointHealth,
+    Trigger,
+)
 from deliveries.policy import RetryPolicy, next_delay
+from endpoints.models import Endpoint
 
 logger = logging.getLogger(__name__)
+
+DRAIN_LEASE = timedelta(seconds=10)  # renewed every RENEW_SECONDS while draining
+RENEW_SECONDS = 1.0
+LINGER_POLL_SECONDS = 0.01
+TEST_BATCH = 20
+
+
+def connect_timeout_for(timeout_seconds: float) -> float:
+    return min(5.0, float(timeout_seconds))
+
+
+def lease_for(timeout_seconds: int) -> timedelta:
+    """How long a claim on a delivery to an endpoint with this timeout lasts."""
+    return timedelta(
+        seconds=timeout_seconds
+        + connect_timeout_for(timeout_seconds)
+        + settings.WEBHOOKHUB_LEASE_MARGIN_SECONDS
+    )
 
 
 @dataclass
@@ -65,8 +104,6 @@ _pool_pid: int | None = None
 
 def _executor() -> ThreadPoolExecutor:
     """One thread pool per worker process (rebuilt after a fork)."""
-    import os
-
     global _pool, _pool_pid
     if _pool is None or _pool_pid != os.getpid():
         _pool = ThreadPoolExecutor(
@@ -88,112 +125,311 @@ def _send_one(delivery: Delivery, request: transport.OutboundRequest) -> Outcome
     return Outcome(delivery, request, transport.send(request), started_at)
 
 
-def deliveries_send(claimed: Sequence[Delivery], *, token: str) -> list[Outcome]:
-    """Send claimed deliveries concurrently; record each result as it comes back.
+# --- one endpoint being drained --------------------------------------------------------
 
-    HTTP runs on the pool's threads (no database there); recording runs here, on the
-    task's own connection, a few results per transaction.
-    """
-    if not claimed:
+
+@dataclass
+class _Lane:
+    endpoint: Endpoint
+    health: EndpointHealth
+    mine: int = 0  # our requests in flight (tests excluded)
+    others: int = 0  # requests under other leases (a previous holder's, a CLI test)
+    probing: bool = False
+    dry: bool = False  # the last claim found nothing due
+    rate_wait_until: float = 0.0  # monotonic time the rate limit lets the next one go
+
+    @property
+    def pk(self) -> int:
+        return self.endpoint.pk
+
+    def lease(self) -> timedelta:
+        return lease_for(self.endpoint.timeout_seconds)
+
+
+@dataclass
+class _Drain:
+    holder: str
+    token: str
+    lanes: dict[int, _Lane] = field(default_factory=dict)
+    in_flight: dict[Future, int] = field(default_factory=dict)  # future → endpoint id
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def claim(self, lane: _Lane, *, now: datetime) -> list[int]:
+        """The deliveries of this lane that may go now, claimed."""
+        claim = _claimer(lane, token=self.token, now=now)
+        # A test event is someone checking the endpoint right now: it always goes, past
+        # the switch, the circuit, the cap and the rate limit (SPEC §4, "Test event").
+        ids = claim("tests", TEST_BATCH)
+        endpoint, state = lane.endpoint, lane.health
+        if not endpoint.enabled:
+            lane.dry = not ids
+            return ids
+        room = endpoint.max_in_flight - lane.mine - lane.others
+        if state.circuit_state != CircuitState.CLOSED:
+            if (
+                lane.probing
+                or room <= 0
+                or not health.probe_start(lane.pk, until=now + lane.lease(), now=now)
+            ):
+                lane.dry = not ids
+                return ids
+            # Probe: one delivery goes; the circuit is half-open until its result is in.
+            state.circuit_state = CircuitState.HALF_OPEN
+            if endpoint.ordered:
+                probe = _ordered_next(lane, claim, now=now)
+            else:
+                oldest = lifecycle.oldest_due(lane.pk, now=now)
+                probe = claim("pk", 1, oldest) if oldest else []
+            lane.probing = bool(probe)
+            lane.mine += len(probe)
+            lane.dry = not (ids or probe)
+            return ids + probe
+        if room > 0 and endpoint.rate_limit_per_second:
+            room = self._rate_room(lane, room, now=now)
+        taken = []
+        if room > 0:
+            if endpoint.ordered:
+                taken = claim("unordered", room)
+                if len(taken) < room:
+                    taken += _ordered_next(lane, claim, now=now)
+            else:
+                taken = claim("others", room)
+        lane.mine += len(taken)
+        lane.dry = not (ids or taken) and lane.rate_wait_until <= time.monotonic()
+        return ids + taken
+
+    def _rate_room(self, lane: _Lane, room: int, *, now: datetime) -> int:
+        if lane.rate_wait_until > time.monotonic():
+            return 0
+        due = (
+            Delivery.objects.filter(endpoint_id=lane.pk, status__in=("pending", "retrying"))
+            .filter(next_attempt_at__lte=now)
+            .exclude(next_trigger=Trigger.TEST)
+            .values_list("pk", flat=True)[:room]
+        )
+        wanted = len(due)
+        if not wanted:
+            return 0
+        waits = ratelimit.take(lane.endpoint, wanted, now=now, health=lane.health)
+        granted = sum(1 for w in waits if w <= 0)
+        if granted < wanted:
+            lane.rate_wait_until = time.monotonic() + min(w for w in waits if w > 0)
+        return granted
+
+
+def _claimer(lane: _Lane, *, token: str, now: datetime):
+    def claim(which: str, limit: int, pk: int | None = None) -> list[int]:
+        return lifecycle.claim(
+            lane.pk, limit=limit, token=token, lease=lane.lease(), now=now, which=which, pk=pk
+        )
+
+    return claim
+
+
+def _ordered_next(lane: _Lane, claim, *, now: datetime) -> list[int]:
+    """An ordered endpoint: its queue's head, only when nothing of the queue is in
+    flight; the rest of the queue is held until the head is done."""
+    head = lifecycle.ordered_head(lane.pk)
+    if head is None:
         return []
+    lifecycle.hold_ordered(lane.pk, head_pk=head["pk"], now=now)
+    if head["status"] == DeliveryStatus.IN_FLIGHT:
+        return []
+    if head["next_attempt_at"] is None:
+        lifecycle.release_ordered([lane.pk], now=now)
+    return claim("pk", 1, head["pk"])
+
+
+def _load_lanes(endpoint_ids: Sequence[int], *, token: str, now: datetime) -> dict[int, _Lane]:
+    # One Endpoint object (one decryption of its secrets) per endpoint, not per row.
+    endpoints = Endpoint.objects.in_bulk(list(endpoint_ids))
+    states = EndpointHealth.objects.in_bulk(list(endpoint_ids))
+    lanes = {}
+    for pk in endpoint_ids:
+        if pk in endpoints and pk in states:
+            lane = _Lane(endpoints[pk], states[pk])
+            lane.others = lifecycle.in_flight_count(pk, now=now, exclude_token=token)
+            lanes[pk] = lane
+    return lanes
+
+
+def drain(
+    endpoint_ids: Iterable[int], *, budget: float | None = None, linger: float | None = None
+) -> list[Outcome]:
+    """Deliver what is due for these endpoints until there is nothing left, the budget
+    (seconds) is spent or the cluster stops. Endpoints someone else is draining are
+    skipped (their drain picks up the new work). Returns the attempts made."""
+    budget = settings.WEBHOOKHUB_DRAIN_SECONDS if budget is None else budget
+    linger = settings.WEBHOOKHUB_DRAIN_LINGER_SECONDS if linger is None else linger
+    run = _Drain(holder=f"{os.getpid()}-{uuid.uuid4().hex[:12]}", token=uuid.uuid4().hex)
     now = timezone.now()
-    pending: set[Future] = set()
-    outcomes: list[Outcome] = []
-    for delivery in claimed:
-        pending.add(_executor().submit(_send_one, delivery, build_request(delivery, now=now)))
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        batch = [future.result() for future in done]
-        sent = [outcome for outcome in batch if outcome.result is not None]
-        if len(sent) < len(batch):
-            logger.warning("%d deliveries not sent: lease ran short", len(batch) - len(sent))
-        attempts_record(sent, token=token)
-        outcomes.extend(sent)
-    return outcomes
+    wanted = list(dict.fromkeys(endpoint_ids))
+    held = [pk for pk in wanted if health.drain_acquire(pk, run.holder, ttl=DRAIN_LEASE, now=now)]
+    if not held:
+        return []
+    run.lanes = _load_lanes(held, token=run.token, now=now)
+    started = time.monotonic()
+    renew_at = started + RENEW_SECONDS
+    idle_since = None
+    try:
+        while True:
+            clock = time.monotonic()
+            if clock >= renew_at:
+                _renew(run)
+                renew_at = clock + RENEW_SECONDS
+            stop = cluster.stopping() or clock - started >= budget or not run.lanes
+            if not stop:
+                now = timezone.now()
+                for lane in list(run.lanes.values()):
+                    ids = run.claim(lane, now=now)
+                    if ids:
+                        _submit(run, ids, lane)
+            if not run.in_flight:
+                if stop:
+                    break
+                if any(not lane.dry for lane in run.lanes.values()):
+                    pause = min(
+                        (lane.rate_wait_until for lane in run.lanes.values()), default=clock
+                    )
+                    time.sleep(max(0.0, min(pause - time.monotonic(), 0.25)))
+                    continue
+                # Nothing due: linger a moment for more if nobody else needs the worker.
+                idle_since = idle_since or clock
+                if clock - idle_since >= linger or cluster.others_waiting():
+                    break
+                time.sleep(LINGER_POLL_SECONDS)
+                continue
+            idle_since = None
+            done, _ = wait(list(run.in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+            _collect(run, done)
+    finally:
+        # Whatever is still out (an exception above) is waited for and recorded.
+        if run.in_flight:
+            _collect(run, wait(list(run.in_flight)).done)
+        lanes = list(run.lanes)
+        health.drain_release(lanes, run.holder)
+    if not cluster.stopping():
+        # Released, then looked again: work that arrived while we held the lease (whose
+        # wake found it taken) is not left for the dispatcher.
+        again = _with_due_work(lanes, now=timezone.now())
+        if again:
+            wake(again)
+    return run.outcomes
 
 
-def attempts_record(outcomes: Sequence[Outcome], *, token: str) -> None:
-    """Write the attempt rows and move each delivery to its next state, atomically.
+def _renew(run: _Drain) -> None:
+    now = timezone.now()
+    fresh = health.drain_renew(list(run.lanes), run.holder, ttl=DRAIN_LEASE, now=now)
+    configs = Endpoint.objects.in_bulk(list(fresh))
+    for pk in list(run.lanes):
+        lane = run.lanes[pk]
+        if pk not in fresh or pk not in configs:
+            # Lost (we stalled past the lease, or the endpoint was deleted): stop claiming
+            # for it; what we have in flight is still recorded under our token.
+            if not any(e == pk for e in run.in_flight.values()):
+                del run.lanes[pk]
+            continue
+        lane.health, lane.endpoint = fresh[pk], configs[pk]  # support's edits apply
+        lane.others = lifecycle.in_flight_count(pk, now=now, exclude_token=run.token)
+
+
+def _submit(run: _Drain, ids: list[int], lane: _Lane) -> None:
+    deliveries = list(Delivery.objects.filter(pk__in=ids).select_related("event").order_by("pk"))
+    now = timezone.now()
+    for delivery in deliveries:
+        delivery.endpoint = lane.endpoint
+        future = _executor().submit(_send_one, delivery, build_request(delivery, now=now))
+        run.in_flight[future] = lane.pk
+
+
+def _collect(run: _Drain, done: Iterable[Future]) -> None:
+    batch = []
+    for future in done:
+        endpoint_id = run.in_flight.pop(future)
+        outcome = future.result()
+        lane = run.lanes.get(endpoint_id)
+        if lane is not None and outcome.delivery.next_trigger != Trigger.TEST:
+            lane.mine -= 1
+            lane.probing = False
+        batch.append(outcome)
+    sent = [o for o in batch if o.result is not None]
+    unsent = [o.delivery.pk for o in batch if o.result is None]
+    if unsent:
+        logger.warning("%d deliveries not sent: lease ran short", len(unsent))
+        lifecycle.release(unsent, token=run.token, now=timezone.now())
+    if sent:
+        after = attempts_record(sent, token=run.token)
+        run.outcomes.extend(sent)
+        # The circuit may have opened or closed, the endpoint been switched off.
+        changed = {o.delivery.endpoint_id for o in sent if not o.result.succeeded}
+        changed |= set(after.recovered) | {pk for pk, _, _ in after.disable}
+        for pk in changed & set(run.lanes):
+            run.lanes[pk].health = health.of(pk)
+            run.lanes[pk].endpoint.refresh_from_db(fields=["enabled"])
+
+
+def attempts_record(outcomes: Sequence[Outcome], *, token: str) -> health.Aftermath:
+    """Write the attempt rows and move each delivery to its next state, atomically:
+    one multi-row INSERT, one UPDATE per outcome kind, then the endpoints' health.
 
     A delivery whose lease is no longer ours (it expired and another worker took it)
     keeps its attempt row — the request did happen — but its state is not touched.
     """
-    if not outcomes:
-        return
     now = timezone.now()
-    with transaction.atomic():
-        DeliveryAttempt.objects.bulk_create(
-            [_attempt_row(outcome) for outcome in outcomes], batch_size=500
-        )
-        successes: dict[int, list[int]] = {}
-        finished_endpoints = set()
-        dead = 0  # [metrics] deliveries this batch finished as dead
-        for outcome in outcomes:
-            if outcome.result.succeeded:
-                successes.setdefault(outcome.result.status_code, []).append(outcome.delivery.pk)
-                finished_endpoints.add(outcome.delivery.endpoint_id)
-            elif _record_failure(outcome, token=token, now=now):
-                finished_endpoints.add(outcome.delivery.endpoint_id)
-                dead += 1  # [metrics]
-        for status_code, pks in successes.items():
-            Delivery.objects.filter(pk__in=pks, lease_token=token).update(
-                status=DeliveryStatus.SUCCEEDED,
-                attempt_count=F("attempt_count") + 1,
-                last_attempt_at=now,
-                last_status_code=status_code,
-                last_error="",
-                next_attempt_at=None,
-                claimed_until=None,
-                lease_token="",
-                completed_at=now,
-                updated_at=now,
-            )
-        due_now = endpoint_health.endpoints_after_attempts(outcomes, now=now)
-        due_now += ordered_release_next(finished_endpoints, now=now)
-        enqueue_on_commit(due_now)
-    metrics.attempts_recorded(outcomes, dead=dead)  # [metrics] counters for /metrics
+    successes: dict[int, list[int]] = defaultdict(list)
+    failures = []
+    finished_ordered = set()  # ordered endpoints whose head is done: the next may go
     for outcome in outcomes:
+        delivery = outcome.delivery
+        if outcome.result.succeeded:
+            successes[outcome.result.status_code].append(delivery.pk)
+        else:
+            failures.append(_failure(outcome, now=now))
+        if delivery.endpoint.ordered and (outcome.result.succeeded or failures[-1][1] is None):
+            finished_ordered.add(delivery.endpoint_id)
+    try:
+        with transaction.atomic():
+            DeliveryAttempt.objects.bulk_create(
+                [_attempt_row(outcome) for outcome in outcomes], batch_size=500
+            )
+            lifecycle.succeed(successes, token=token, now=now)
+            dead = set(lifecycle.fail(failures, token=token, now=now))
+            lifecycle.release_ordered(finished_ordered, now=now)
+            # Health last: deliveries, then health rows, in every transaction.
+            after = health.after_attempts(
+                [
+                    (o.delivery.endpoint_id, o.result.succeeded, o.result.status_code)
+                    for o in outcomes
+                    if o.delivery.next_trigger != Trigger.TEST
+                ],
+                now=now,
+            )
+    except DatabaseError:
+        # E.g. the endpoint was deleted meanwhile. The leases expire; nothing is lost.
+        logger.exception("could not record %d attempts", len(outcomes))
+        return health.Aftermath()
+    metrics.attempts_recorded(outcomes, dead=len(dead))  # [metrics] counters for /metrics
+    for outcome in outcomes:
+        if outcome.delivery.pk in dead and outcome.delivery.next_trigger != Trigger.TEST:
+            notices.delivery_dead(outcome.delivery)
         _log(outcome)
+    health.act_on(after, now=now)
+    return after
 
 
-def _record_failure(outcome: Outcome, *, token: str, now: datetime) -> bool:
-    """Schedule the next try, or make the delivery dead. True if it is dead."""
+def _failure(outcome: Outcome, *, now: datetime) -> tuple[int, datetime | None, int | None, str]:
+    """(pk, next attempt or None for dead, status code, error) for a failed attempt."""
     delivery, result = outcome.delivery, outcome.result
-    attempt_no = delivery.attempt_count + 1
     error = result.error_message or result.error_kind or ""
     if result.error_kind == "http_status" and result.body.strip():
         # What the receiver said is what support needs first: "HTTP 503: {"error": …}".
         error = f"{error}: {' '.join(result.body.split())[:300]}"
-    error = error[:500]
     if delivery.next_trigger == Trigger.TEST:
         delay = None  # a test event shows its result at once; it is not retried
     else:
         policy = RetryPolicy.from_dict(delivery.endpoint.retry_policy or None)
-        delay = next_delay(policy, attempt_no, result, now=now)
-    common = {
-        "attempt_count": F("attempt_count") + 1,
-        "last_attempt_at": now,
-        "last_status_code": result.status_code,
-        "last_error": error,
-        "claimed_until": None,
-        "lease_token": "",
-        "updated_at": now,
-    }
-    if delay is None:
-        died = Delivery.objects.filter(pk=delivery.pk, lease_token=token).update(
-            status=DeliveryStatus.DEAD, next_attempt_at=None, completed_at=now, **common
-        )
-        if died and delivery.next_trigger != Trigger.TEST:
-            endpoint_health.delivery_died(delivery)
-        return bool(died)
-    Delivery.objects.filter(pk=delivery.pk, lease_token=token).update(
-        status=DeliveryStatus.RETRYING,
-        next_attempt_at=now + delay,
-        next_trigger=Trigger.RETRY,
-        next_trigger_by="",
-        **common,
-    )
-    return False
+        delay = next_delay(policy, delivery.attempt_count + 1, result, now=now)
+    return (delivery.pk, None if delay is None else now + delay, result.status_code, error[:500])
 
 
 def _attempt_row(outcome: Outcome) -> DeliveryAttempt:
@@ -236,7 +472,48 @@ def _log(outcome: Outcome) -> None:
     )
 
 
-def deliver(ids: Iterable[int], *, token: str | None = None) -> list[Outcome]:
-    """Claim, send and record `ids`: the whole job of one worker task."""
-    lease, claimed = deliveries_claim(ids, token=token)
-    return deliveries_send(claimed, token=lease)
+def _with_due_work(endpoint_ids: Sequence[int], *, now: datetime) -> list[int]:
+    """Of these endpoints, those with a delivery that may go now."""
+    rows = Delivery.objects.filter(
+        endpoint_id__in=list(endpoint_ids),
+        status__in=("pending", "retrying"),
+        next_attempt_at__lte=now,
+    )
+    open_ = rows.filter(endpoint__enabled=True).exclude(
+        endpoint__health__circuit_state=CircuitState.OPEN,
+        endpoint__health__circuit_retry_at__gt=now,
+    )
+    return sorted(
+        set(open_.values_list("endpoint_id", flat=True).distinct())
+        | set(rows.filter(next_trigger=Trigger.TEST).values_list("endpoint_id", flat=True))
+    )
+
+
+def deliver(ids: Iterable[int]) -> list[Outcome]:
+    """Drain the endpoints of these deliveries now, in this process (tests and tools:
+    what a worker does when woken for them)."""
+    endpoint_ids = set(
+        Delivery.objects.filter(pk__in=list(ids)).values_list("endpoint_id", flat=True)
+    )
+    return drain(sorted(endpoint_ids), linger=0)
+
+
+def send_test(delivery: Delivery) -> list[Outcome]:
+    """Send one test delivery from this process, past every gate and the drain lease
+    (the command line's `send_test_event`)."""
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    endpoint = Endpoint.objects.get(pk=delivery.endpoint_id)
+    leases = {endpoint.pk: lease_for(endpoint.timeout_seconds)}
+    ids = lifecycle.claim_ids([delivery.pk], token=token, lease_by_endpoint=leases, now=now)
+    claimed = list(Delivery.objects.filter(pk__in=ids).select_related("event"))
+    outcomes = []
+    for row in claimed:
+        row.endpoint = endpoint
+        outcome = _send_one(row, build_request(row, now=now))
+        if outcome.result is None:
+            lifecycle.release([row.pk], token=token, now=timezone.now())
+        else:
+            attempts_record([outcome], token=token)
+            outcomes.append(outcome)
+    return outcomes

@@ -14,7 +14,7 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
-from deliveries.dispatch import enqueue_on_commit, reservation
+from deliveries.dispatch import wake_on_commit
 from deliveries.models import Delivery, DeliveryStatus, Trigger
 from webhookhub.ids import delivery_id
 
@@ -26,7 +26,7 @@ _COLUMNS = (
 )  # fmt: skip
 _INSERT = (
     f"INSERT INTO deliveries_delivery ({', '.join(_COLUMNS)}) "  # noqa: S608 (constants only)
-    "SELECT p, v, e, %(status)s, 0, %(now)s, %(reserved)s, '', %(trigger)s, "
+    "SELECT p, v, e, %(status)s, 0, %(now)s, NULL, '', %(trigger)s, "
     "%(trigger_by)s, '', %(now)s, %(now)s "
     "FROM unnest(%(public_ids)s::varchar[], %(events)s::bigint[], %(endpoints)s::bigint[]) "
     "AS t(p, v, e) "
@@ -44,9 +44,8 @@ def deliveries_create(
 ) -> list[int]:
     """Insert one due delivery of `event` per endpoint; return their ids.
 
-    With `enqueue` they are handed to the workers on commit, and reserved for that
-    hand-off meanwhile: the dispatcher leaves them alone for the reservation period and
-    takes them only if their task was lost.
+    With `enqueue` their endpoints are woken on commit (the dispatcher wakes them
+    otherwise, e.g. if that task is lost).
     """
     return deliveries_create_many(
         [(event.pk, endpoint_id) for endpoint_id in endpoint_ids],
@@ -68,9 +67,8 @@ def deliveries_create_many(
     if not pairs:
         return []
     now = timezone.now()
-    reserved = now + reservation() if enqueue else None
     if connection.vendor == "postgresql":
-        ids = _insert_postgresql(pairs, now, reserved, trigger, trigger_by)
+        ids = _insert_postgresql(pairs, now, trigger, trigger_by)
     else:
         rows = [
             Delivery(
@@ -78,7 +76,6 @@ def deliveries_create_many(
                 endpoint_id=endpoint_id,
                 status=DeliveryStatus.PENDING,
                 next_attempt_at=now,
-                claimed_until=reserved,
                 next_trigger=trigger,
                 next_trigger_by=trigger_by,
             )
@@ -86,21 +83,19 @@ def deliveries_create_many(
         ]
         ids = [d.pk for d in Delivery.objects.bulk_create(rows, batch_size=500)]
     if enqueue:
-        enqueue_on_commit(ids)
+        wake_on_commit(list(dict.fromkeys(endpoint_id for _, endpoint_id in pairs)))
     return ids
 
 
 def _insert_postgresql(
     pairs: Sequence[tuple[int, int]],
     now: datetime,
-    reserved: datetime | None,
     trigger: str,
     trigger_by: str,
 ) -> list[int]:
     params = {
         "status": DeliveryStatus.PENDING.value,
         "now": now,
-        "reserved": reserved,
         "trigger": str(trigger),
         "trigger_by": trigger_by,
         "public_ids": [delivery_id() for _ in pairs],

@@ -8,7 +8,8 @@ and the workers are busy:
 - a replay locks its batch with SELECT … FOR UPDATE SKIP LOCKED (PostgreSQL) and
   re-checks the status under the lock, so two overlapping runs never queue the same
   delivery twice, and a delivery that is pending or in flight is never re-sent;
-- recovery is the dispatcher's own `dispatch_due()` (rows reserved and enqueued once);
+- recovery is the dispatcher's own work (expired leases reclaimed under SKIP LOCKED,
+  endpoints with due work woken);
 - pruning locks the deliveries of a batch of events before deleting, so a replay that
   races it either happens first (and the event is kept) or finds nothing.
 """
@@ -21,7 +22,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from deliveries.dispatch import DISPATCH_LIMIT, dispatch_due
+from deliveries import lifecycle
+from deliveries.dispatch import endpoints_to_wake, wake
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.selectors import REPLAYABLE_STATUSES, UNFINISHED_STATUSES, stuck_deliveries
 from deliveries.services import event_replay
@@ -83,19 +85,18 @@ def deliveries_recover_stuck(*, progress: Progress = None) -> int:
     """Hand every stuck delivery to the workers again; returns how many.
 
     Stuck: due retries and first attempts nobody picked up (the broker lost the task)
-    and in-flight deliveries whose lease expired (the worker died). This is one
-    dispatcher tick repeated until a batch comes back short, bounded by what was stuck
-    when it started (reserved rows are not picked up twice).
+    and in-flight deliveries whose lease expired (the worker died): the leases are
+    reclaimed and every endpoint with due work nobody is draining is woken — what the
+    dispatcher does every tick, at once.
     """
-    ceiling = sum(stuck_counts().values()) + DISPATCH_LIMIT
-    total = 0
-    while total < ceiling:
-        handed = dispatch_due()
-        total += handed
-        if progress and handed:
-            progress(handed)
-        if handed < DISPATCH_LIMIT:
-            break
+    now = timezone.now()
+    total = sum(stuck_counts(now).values())
+    while lifecycle.reclaim_expired(now=now):
+        pass
+    endpoints = [pk for pk, _ in endpoints_to_wake(now, limit=1_000_000)]
+    wake(endpoints)
+    if progress and total:
+        progress(total)
     return total
 
 

@@ -2,6 +2,7 @@
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from webhookhub.ids import delivery_id
 
@@ -15,8 +16,15 @@ class DeliveryStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# The status groupings, defined once (deliveries.lifecycle moves rows between them).
+# Waiting: not sent yet or to be sent again; `next_attempt_at` says when (NULL: held).
 WAITING_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
 FINAL_STATUSES = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD, DeliveryStatus.CANCELLED)
+# What people can send again (in-flight rows are being sent right now).
+RESENDABLE_STATUSES = (*WAITING_STATUSES, *FINAL_STATUSES)
+# Not received, and people may want them sent again ("recover", "retry now").
+FAILED_STATUSES = (DeliveryStatus.RETRYING, DeliveryStatus.DEAD)
+RETRYABLE_STATUSES = (*FAILED_STATUSES, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING)
 
 
 class Trigger(models.TextChoices):
@@ -25,6 +33,17 @@ class Trigger(models.TextChoices):
     REPLAY = "replay", "Replay"
     MANUAL = "manual", "Retried by hand"
     TEST = "test", "Test event"
+
+
+# Test events are sent past every gate and never again; ordered endpoints queue only
+# these triggers (replays and tests bypass the queue).
+ORDERED_TRIGGERS = (Trigger.AUTO, Trigger.RETRY)
+
+
+def due_q(now) -> Q:
+    """The one "due" predicate: waiting deliveries whose time has come. (Held rows have
+    no `next_attempt_at`; deferred ones have it in the future.)"""
+    return Q(status__in=WAITING_STATUSES, next_attempt_at__lte=now)
 
 
 class Delivery(models.Model):
@@ -69,6 +88,12 @@ class Delivery(models.Model):
             models.Index(
                 fields=["next_attempt_at"],
                 name="delivery_due",
+                condition=Q(status__in=["pending", "retrying"]),
+            ),
+            # A drainer's claim: the due rows of one endpoint, oldest first.
+            models.Index(
+                fields=["endpoint", "next_attempt_at", "id"],
+                name="delivery_endpoint_due",
                 condition=Q(status__in=["pending", "retrying"]),
             ),
             # Expired leases (worker died mid-request).
@@ -134,6 +159,57 @@ class DeliveryAttempt(models.Model):
     @property
     def request_body(self) -> str:
         return self.delivery.event.body
+
+
+class CircuitState(models.TextChoices):
+    CLOSED = "closed", _("Closed (delivering)")
+    OPEN = "open", _("Open (waiting to probe)")
+    HALF_OPEN = "half_open", _("Half-open (probe in flight)")
+
+
+class EndpointHealth(models.Model):
+    """How delivery to one endpoint is going, and who is delivering to it now.
+
+    Kept apart from the endpoint's configuration row so that delivering (many claims
+    and results a second) and support editing the endpoint never wait on each other,
+    and publishing (which references the endpoint row) never waits on delivery. Written
+    only by `deliveries.health` (circuit, streak, auto-disable, rate bucket) and
+    `deliveries.engine` (the drain lease).
+    """
+
+    endpoint = models.OneToOneField(
+        "endpoints.Endpoint", primary_key=True, on_delete=models.CASCADE, related_name="health"
+    )
+    circuit_state = models.CharField(
+        max_length=16, choices=CircuitState.choices, default=CircuitState.CLOSED
+    )
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    circuit_opened_at = models.DateTimeField(null=True, blank=True)
+    circuit_open_count = models.PositiveIntegerField(default=0)
+    # Open: when the probe may go. Half-open: when the probe's claim runs out.
+    circuit_retry_at = models.DateTimeField(null=True, blank=True)
+    failure_notice_at = models.DateTimeField(null=True, blank=True)
+    # Database token bucket for rate_limit_per_second (when Redis is not configured).
+    rate_tokens = models.FloatField(null=True, blank=True)
+    rate_checked_at = models.DateTimeField(null=True, blank=True)
+    # The drain lease: one worker at a time claims and sends this endpoint's deliveries.
+    drain_holder = models.CharField(max_length=64, blank=True)
+    drain_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("endpoint health")
+        verbose_name_plural = _("endpoint health")
+        indexes = [
+            models.Index(
+                fields=["failing_since"],
+                name="health_failing",
+                condition=Q(failing_since__isnull=False),
+            ),
+        ]
+
+    def __str__(self):
+        return f"health of endpoint {self.endpoint_id}"
 
 
 class WorkerLease(models.Model):

@@ -3,7 +3,8 @@
 `rate_limit_per_second = r` lets a burst of half a second's worth (`r / 2`, at least 1)
 through, then `r` per second: no one-second window ever sees more than `1.5 r`.
 With `REDIS_URL` the bucket lives in Redis (one atomic Lua script per claim); otherwise
-in the endpoint row, which the caller holds locked (SELECT … FOR UPDATE) while it claims.
+in the endpoint's health row, written only by the holder of its drain lease (one
+claimer per endpoint at a time).
 Deliveries over the limit are not attempted: they wait, without burning an attempt.
 """
 
@@ -11,6 +12,8 @@ from datetime import datetime
 from functools import lru_cache
 
 from django.conf import settings
+
+from deliveries.health import bucket_store as health_store
 
 # KEYS[1] bucket key; ARGV: rate, wanted, capacity. Returns {granted, tokens_left*1000}.
 # The clock is Redis's own TIME, not the caller's: workers on machines whose clocks
@@ -48,12 +51,13 @@ def burst(rate: float) -> float:
     return max(1.0, rate / 2)
 
 
-def take(endpoint, wanted: int, *, now: datetime) -> list[float]:
+def take(endpoint, wanted: int, *, now: datetime, health=None) -> list[float]:
     """Take up to `wanted` tokens; return, per wanted request, seconds to wait (0 = go).
 
     Waits for the requests over the limit are spread at the bucket's rate, so they come
     back when a token should be there for each (they still compete for it then).
-    `now` is the clock of the bucket in the endpoint row; a Redis bucket uses Redis's.
+    `now` is the clock of the bucket in the health row (`health`, the endpoint's
+    EndpointHealth, needed without Redis); a Redis bucket uses Redis's.
     """
     rate = float(endpoint.rate_limit_per_second or 0)
     if rate <= 0 or wanted <= 0:
@@ -66,14 +70,14 @@ def take(endpoint, wanted: int, *, now: datetime) -> list[float]:
         )
         left = left_milli / 1000
     else:
-        tokens = capacity if endpoint.rate_tokens is None else endpoint.rate_tokens
-        if endpoint.rate_checked_at is not None:
-            elapsed = max(0.0, (now - endpoint.rate_checked_at).total_seconds())
+        tokens = capacity if health.rate_tokens is None else health.rate_tokens
+        if health.rate_checked_at is not None:
+            elapsed = max(0.0, (now - health.rate_checked_at).total_seconds())
             tokens = min(capacity, tokens + elapsed * rate)
         granted = min(wanted, int(tokens))
         left = tokens - granted
-        endpoint.rate_tokens, endpoint.rate_checked_at = left, now
-        type(endpoint).objects.filter(pk=endpoint.pk).update(rate_tokens=left, rate_checked_at=now)
+        health.rate_tokens, health.rate_checked_at = left, now
+        health_store(health)
     waits = [0.0] * granted
     waits += [(i + 1 - left) / rate for i in range(wanted - granted)]
     return waits

@@ -14,15 +14,17 @@ from typing import NamedTuple
 from django.db import connections
 from django.db.models import Count, Min, QuerySet
 
-from deliveries.dispatch import dispatchable
+from deliveries.dispatch import FAST_PATH_GRACE
 from deliveries.models import (
     WAITING_STATUSES,
+    CircuitState,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    Trigger,
     WorkerLease,
 )
-from endpoints.models import CircuitState, Endpoint, Partner
+from endpoints.models import Endpoint, Partner
 
 COUNT_CAP = 10_000
 TEST_POLL_SECONDS = 0.05
@@ -80,8 +82,8 @@ class Backlog(NamedTuple):
 def due_backlog(now: datetime) -> Backlog:
     """Waiting deliveries already due (not sent yet) and the oldest due time.
 
-    A range over the `delivery_due` partial index; a row the dispatcher has reserved
-    but no worker has claimed yet still counts: it has not been sent.
+    A range over the `delivery_due` partial index (rows waiting behind an open circuit
+    or a switched-off endpoint count: they have not been sent).
     """
     due = Delivery.objects.filter(status__in=WAITING_STATUSES, next_attempt_at__lte=now)
     oldest = due.order_by().aggregate(oldest=Min("next_attempt_at"))["oldest"]
@@ -99,9 +101,16 @@ def expired_leases(now: datetime) -> QuerySet:
 
 
 def stuck_deliveries(now: datetime) -> dict[str, QuerySet]:
-    """What the dispatcher would hand to the workers now, by reason (due retries, first
-    attempts whose reservation ran out — their task was lost —, expired leases)."""
-    return dispatchable(now)
+    """What the dispatcher would hand to the workers now, by reason: due retries, first
+    attempts the fast path has not taken (their task was lost), expired leases."""
+    waiting = Delivery.objects.filter(next_attempt_at__lte=now)
+    return {
+        "due_retries": waiting.filter(status=DeliveryStatus.RETRYING),
+        "lost_first_attempts": waiting.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lte=now - FAST_PATH_GRACE
+        ),
+        "expired_leases": expired_leases(now).exclude(next_trigger=Trigger.TEST),
+    }
 
 
 class EndpointCounts(NamedTuple):
@@ -117,7 +126,7 @@ def endpoint_counts() -> EndpointCounts:
     total = 0
     rows = (
         Endpoint.objects.order_by()
-        .values("enabled", "disabled_kind", "circuit_state")
+        .values("enabled", "disabled_kind", "health__circuit_state")
         .annotate(n=Count("pk"))
     )
     for row in rows:
@@ -126,7 +135,7 @@ def endpoint_counts() -> EndpointCounts:
             kind = row["disabled_kind"] or Endpoint.DisabledBy.MANUAL
             disabled[kind] = disabled.get(kind, 0) + row["n"]
         else:
-            circuits[row["circuit_state"]] += row["n"]
+            circuits[row["health__circuit_state"] or CircuitState.CLOSED] += row["n"]
     return EndpointCounts(total, disabled, circuits)
 
 

@@ -13,11 +13,16 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from deliveries import engine
-from deliveries.claims import lease_for, ordered_release_next
-from deliveries.dispatch import enqueue_on_commit
+from deliveries import engine, lifecycle
+from deliveries.dispatch import wake_on_commit
 from deliveries.fanout import deliveries_create
-from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
+from deliveries.models import (
+    FAILED_STATUSES,
+    RETRYABLE_STATUSES,
+    Delivery,
+    DeliveryAttempt,
+    Trigger,
+)
 from deliveries.selectors import delivery_test_attempt
 from endpoints.models import Endpoint, Partner
 from events.models import Event
@@ -25,45 +30,23 @@ from events.selectors import endpoint_ids_for_event
 from events.services import event_publish
 
 TEST_EVENT_TYPE = "webhookhub.test"
-# Statuses a delivery can be sent again from. In-flight rows are being sent right now.
-RESENDABLE = (
-    DeliveryStatus.PENDING,
-    DeliveryStatus.RETRYING,
-    DeliveryStatus.DEAD,
-    DeliveryStatus.CANCELLED,
-    DeliveryStatus.SUCCEEDED,
-)
-FAILED = (DeliveryStatus.RETRYING, DeliveryStatus.DEAD)
-CANCELLABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
 
 
 def _resend(queryset: QuerySet, *, trigger: str, by: str) -> list[int]:
-    """Make the selected deliveries due now with `trigger`; enqueue them on commit."""
-    now = timezone.now()
+    """Make the selected deliveries due now with `trigger`; wake their endpoints on
+    commit."""
     with transaction.atomic():
-        ids = list(queryset.select_for_update().values_list("pk", flat=True))
-        if ids:
-            Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.IN_FLIGHT).update(
-                status=DeliveryStatus.PENDING,
-                next_attempt_at=now,
-                next_trigger=trigger,
-                next_trigger_by=by,
-                completed_at=None,
-                claimed_until=None,
-                lease_token="",
-                updated_at=now,
-            )
-            enqueue_on_commit(ids)
-    return ids
+        rows = lifecycle.resend(queryset, trigger=trigger, by=by, now=timezone.now())
+        wake_on_commit(list(dict.fromkeys(endpoint_id for _, endpoint_id in rows)))
+    return [pk for pk, _ in rows]
 
 
 def delivery_retry_now(delivery: Delivery, *, by: str) -> bool:
     """Send a failed, dead or cancelled delivery again now. False if it is in flight or
     already succeeded (replay the event for that)."""
-    allowed = (*FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING)
     return bool(
         _resend(
-            Delivery.objects.filter(pk=delivery.pk, status__in=allowed),
+            Delivery.objects.filter(pk=delivery.pk, status__in=RETRYABLE_STATUSES),
             trigger=Trigger.MANUAL,
             by=by,
         )
@@ -72,8 +55,9 @@ def delivery_retry_now(delivery: Delivery, *, by: str) -> bool:
 
 def deliveries_retry_now(queryset: QuerySet, *, by: str) -> int:
     """Bulk `delivery_retry_now`; returns how many were queued (others are skipped)."""
-    allowed = (*FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING)
-    return len(_resend(queryset.filter(status__in=allowed), trigger=Trigger.MANUAL, by=by))
+    return len(
+        _resend(queryset.filter(status__in=RETRYABLE_STATUSES), trigger=Trigger.MANUAL, by=by)
+    )
 
 
 def delivery_cancel(delivery: Delivery, *, by: str) -> bool:
@@ -86,24 +70,14 @@ def deliveries_cancel(queryset: QuerySet, *, by: str) -> int:
     delivery of an ordered endpoint whose head was cancelled becomes due."""
     now = timezone.now()
     with transaction.atomic():
-        rows = list(
-            queryset.filter(status__in=CANCELLABLE)
-            .select_for_update()
-            .values_list("pk", "endpoint_id")
+        rows = lifecycle.cancel(queryset, by=by, now=now)
+        ordered = set(
+            Endpoint.objects.filter(pk__in={e for _, e in rows}, ordered=True).values_list(
+                "pk", flat=True
+            )
         )
-        cancelled = Delivery.objects.filter(
-            pk__in=[pk for pk, _ in rows], status__in=CANCELLABLE
-        ).update(
-            status=DeliveryStatus.CANCELLED,
-            next_attempt_at=None,
-            claimed_until=None,
-            lease_token="",
-            completed_at=now,
-            last_error=f"cancelled by {by}"[:500],
-            updated_at=now,
-        )
-        enqueue_on_commit(ordered_release_next({e for _, e in rows}, now=now))
-    return cancelled
+        wake_on_commit(lifecycle.release_ordered(sorted(ordered), now=now))
+    return len(rows)
 
 
 def event_replay(
@@ -148,7 +122,9 @@ def event_replay(
 
 def endpoint_failed_since(endpoint: Endpoint, since: datetime) -> QuerySet:
     """Deliveries to `endpoint` created since `since` that have not been received."""
-    return Delivery.objects.filter(endpoint=endpoint, created_at__gte=since, status__in=FAILED)
+    return Delivery.objects.filter(
+        endpoint=endpoint, created_at__gte=since, status__in=FAILED_STATUSES
+    )
 
 
 def endpoint_recover(endpoint: Endpoint, *, since: datetime, by: str) -> int:
@@ -178,10 +154,10 @@ def endpoint_send_test(endpoint: Endpoint, *, by: str) -> DeliveryAttempt | None
     be sent). For the command line only (`send_test_event`): it waits for the receiver
     up to the endpoint's timeout, which no web request may do."""
     delivery = _test_delivery(endpoint, by=by, enqueue=False)
-    engine.deliver([delivery.pk])
-    # It is due at once, so a running cluster's dispatcher may have taken it first: then
+    engine.send_test(delivery)
+    # It is due at once, so a running cluster's worker may have taken it first: then
     # that worker sends it, and this waits for its answer (at most the lease).
-    wait = lease_for(delivery.endpoint.timeout_seconds).total_seconds()
+    wait = engine.lease_for(delivery.endpoint.timeout_seconds).total_seconds()
     return delivery_test_attempt(delivery, wait=wait)
 
 
@@ -189,8 +165,8 @@ def _test_delivery(endpoint: Endpoint, *, by: str, enqueue: bool) -> Delivery:
     with transaction.atomic():
         # Locked: a concurrent DELETE of the endpoint finishes first (DoesNotExist) or
         # waits for this transaction; the delivery never points at a deleted row.
-        endpoint = Endpoint.objects.select_for_update().select_related("partner").get(
-            pk=endpoint.pk
+        endpoint = (
+            Endpoint.objects.select_for_update().select_related("partner").get(pk=endpoint.pk)
         )
         event, _ = event_publish(
             TEST_EVENT_TYPE,

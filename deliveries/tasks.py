@@ -2,19 +2,32 @@
 
 from django.db import close_old_connections
 
-from deliveries import dispatch, engine
+from deliveries import cluster, dispatch, engine, health
+from deliveries.dashboard import dashboard
+from endpoints.services import endpoints_purge_expired_secrets
+
+
+def drain(endpoint_ids: list[int]) -> int:
+    """Deliver what is due for these endpoints (see deliveries.engine); returns how many
+    attempts were made."""
+    close_old_connections()
+    with cluster.running_loop():
+        return len(engine.drain(endpoint_ids))
 
 
 def deliver(ids: list[int], token: str | None = None) -> int:
-    """Claim, send and record a batch of deliveries; returns how many were sent."""
+    """Tasks queued before the upgrade to drains named deliveries: drain their
+    endpoints."""
     close_old_connections()
-    return len(engine.deliver(ids, token=token))
+    with cluster.running_loop():
+        return len(engine.deliver(ids))
 
 
 def dispatch_loop() -> int:
     """The dispatcher loop (see deliveries.dispatch); started by schedule and chained."""
     close_old_connections()
-    return dispatch.dispatch_loop()
+    with cluster.running_loop():
+        return dispatch.dispatch_loop()
 
 
 def ensure_dispatcher() -> None:
@@ -25,19 +38,14 @@ def ensure_dispatcher() -> None:
 
 def housekeeping() -> dict:
     """Hourly: mail the failing-endpoint digest, purge expired rotated secrets."""
-    from deliveries.endpoint_health import failure_digest
-    from endpoints.services import endpoints_purge_expired_secrets
-
     close_old_connections()
     return {
-        "endpoints_reported": failure_digest(),
+        "endpoints_reported": health.failure_digest(),
         "secrets_purged": endpoints_purge_expired_secrets(),
     }
 
 
 def refresh_dashboard() -> None:
     """Every minute: recompute the admin dashboard figures into the shared cache."""
-    from deliveries.dashboard import dashboard
-
     close_old_connections()
     dashboard(refresh=True)

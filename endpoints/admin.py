@@ -12,14 +12,14 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from deliveries.models import Delivery, DeliveryStatus
+from deliveries.models import CircuitState, Delivery, DeliveryStatus
 from endpoints import (
     admin_partners,  # noqa: F401  (registers Partner and ApiToken)
     header_rules,
 )
 from endpoints.admin_health import DAY, FINISHED_OR_FAILING, health_cell, recent_count
 from endpoints.admin_views import DisableForm, EndpointSupportViews
-from endpoints.models import CircuitState, Endpoint, Subscription
+from endpoints.models import Endpoint, Subscription
 from endpoints.services import (
     endpoint_disable,
     endpoint_enable,
@@ -94,14 +94,14 @@ class EndpointForm(forms.ModelForm):
 
 class CircuitFilter(admin.SimpleListFilter):
     title = "circuit"
-    parameter_name = "circuit_state__in"
+    parameter_name = "health__circuit_state__in"
 
     def lookups(self, request, model_admin):
         return [("open,half_open", "Open or probing"), ("closed", "Closed")]
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(circuit_state__in=self.value().split(","))
+            return queryset.filter(health__circuit_state__in=self.value().split(","))
         return queryset
 
 
@@ -123,7 +123,7 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
     list_display_links = ("name",)
     list_filter = ("enabled", CircuitFilter, "ordered", "partner")
     search_fields = ("name", "=public_id", "url", "partner__name")
-    list_select_related = ("partner",)
+    list_select_related = ("partner", "health")
     readonly_fields = (
         "public_id",
         "enabled",
@@ -131,7 +131,7 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
         "disabled_kind",
         "disabled_by",
         "disabled_reason",
-        "circuit_state",
+        "circuit",
         "consecutive_failures",
         "failing_since",
         "circuit_retry_at",
@@ -177,7 +177,7 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
             "Health",
             {
                 "fields": (
-                    "circuit_state",
+                    "circuit",
                     "consecutive_failures",
                     "failing_since",
                     "circuit_retry_at",
@@ -270,13 +270,29 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
             timezone.localtime(endpoint.last_at).strftime("%Y-%m-%d %H:%M:%S"),
         )
 
-    @admin.display(description="Circuit", ordering="circuit_state")
+    @admin.display(description="Circuit", ordering="health__circuit_state")
     def circuit(self, endpoint):
-        if endpoint.circuit_state == CircuitState.CLOSED:
+        health = getattr(endpoint, "health", None)
+        if health is None or health.circuit_state == CircuitState.CLOSED:
             return "closed"
         return format_html(
-            '<strong style="color:#ba2121">{}</strong>', endpoint.get_circuit_state_display()
+            '<strong style="color:#ba2121">{}</strong>', health.get_circuit_state_display()
         )
+
+    @admin.display(description="Failures in a row")
+    def consecutive_failures(self, endpoint):
+        health = getattr(endpoint, "health", None)
+        return health.consecutive_failures if health else 0
+
+    @admin.display(description="Failing since")
+    def failing_since(self, endpoint):
+        health = getattr(endpoint, "health", None)
+        return health.failing_since if health and health.failing_since else "–"
+
+    @admin.display(description="Next probe")
+    def circuit_retry_at(self, endpoint):
+        health = getattr(endpoint, "health", None)
+        return health.circuit_retry_at if health and health.circuit_retry_at else "–"
 
     @admin.display(description="Bearer token")
     def bearer_token(self, endpoint):

@@ -19,7 +19,7 @@ from webhookhub.admin_utils import actor, show_once
 
 class EndpointInline(admin.TabularInline):
     model = Endpoint
-    fields = ("name", "url", "enabled", "circuit_state", "disabled_reason")
+    fields = ("name", "url", "enabled", "circuit", "disabled_reason")
     readonly_fields = fields
     show_change_link = True
     extra = 0
@@ -27,6 +27,11 @@ class EndpointInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Circuit")
+    def circuit(self, endpoint):
+        health = getattr(endpoint, "health", None)
+        return health.get_circuit_state_display() if health else "–"
 
 
 class ApiTokenInline(admin.TabularInline):

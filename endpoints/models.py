@@ -91,12 +91,6 @@ def default_retry_policy():
     return {}
 
 
-class CircuitState(models.TextChoices):
-    CLOSED = "closed", "Closed (delivering)"
-    OPEN = "open", "Open (waiting to probe)"
-    HALF_OPEN = "half_open", "Half-open (probe in flight)"
-
-
 class Endpoint(models.Model):
     """A partner's receiving URL with how to sign, authenticate and retry to it."""
 
@@ -149,20 +143,8 @@ class Endpoint(models.Model):
         help_text="At most this many requests to this endpoint at once, across all workers.",
     )
 
-    # Delivery health, kept true by deliveries.endpoint_health (one place).
-    circuit_state = models.CharField(
-        max_length=16, choices=CircuitState.choices, default=CircuitState.CLOSED, editable=False
-    )
-    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
-    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
-    circuit_opened_at = models.DateTimeField(null=True, blank=True, editable=False)
-    circuit_open_count = models.PositiveIntegerField(default=0, editable=False)
-    # Open: when the probe may go. Half-open: when the probe's claim runs out.
-    circuit_retry_at = models.DateTimeField(null=True, blank=True, editable=False)
-    failure_notice_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Database token bucket for rate_limit_per_second (when Redis is not configured).
-    rate_tokens = models.FloatField(null=True, blank=True, editable=False)
-    rate_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # How delivery to it is going (circuit, failure streak) is deliveries.EndpointHealth
+    # (`endpoint.health`): a row of its own, so delivering never locks this one.
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -171,11 +153,6 @@ class Endpoint(models.Model):
         ordering = ["partner__name", "name"]
         indexes = [
             models.Index(fields=["partner", "enabled"]),
-            models.Index(
-                fields=["failing_since"],
-                name="endpoint_failing",
-                condition=models.Q(failing_since__isnull=False),
-            ),
         ]
         permissions = [
             ("toggle_endpoint", "Can enable and disable endpoints"),

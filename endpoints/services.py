@@ -1,5 +1,6 @@
 """Writes to partners, endpoints, subscriptions and API tokens, for every surface."""
 
+import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -10,8 +11,8 @@ from django.utils import timezone
 
 from deliveries.signing import generate_secret
 from endpoints.header_rules import keep_masked
-from endpoints.models import ApiToken, CircuitState, Endpoint, Partner, Subscription
-from endpoints.signals import routing_changed, tokens_revoked
+from endpoints.models import ApiToken, Endpoint, Partner, Subscription
+from endpoints.signals import endpoint_switched, routing_changed, tokens_revoked
 from endpoints.validation import validate_auth_token
 
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
@@ -115,11 +116,9 @@ def endpoint_disable(
     cancel_waiting: bool = False,
 ) -> bool:
     """Switch an endpoint off. Its waiting deliveries are kept (not sent, not dead) and
-    go out when it is switched on again — or are cancelled with `cancel_waiting`.
-    Returns False if it was already off."""
-    from deliveries.models import Delivery
-    from deliveries.services import deliveries_cancel
-
+    go out when it is switched on again — or are cancelled with `cancel_waiting` (the
+    deliveries app does that, hearing `endpoint_switched`). Returns False if it was
+    already off."""
     now = timezone.now()
     updated = Endpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
         enabled=False,
@@ -131,19 +130,18 @@ def endpoint_disable(
     )
     if updated:
         routing_changed.send(sender=Endpoint, endpoint_ids=[endpoint.pk])
-    if updated and cancel_waiting:
-        deliveries_cancel(Delivery.objects.filter(endpoint=endpoint), by=by)
+        endpoint_switched.send(
+            sender=Endpoint, endpoint=endpoint, enabled=False, by=by, cancel_waiting=cancel_waiting
+        )
     endpoint.refresh_from_db()
     return bool(updated)
 
 
 @transaction.atomic
 def endpoint_enable(endpoint: Endpoint, *, by: str) -> bool:
-    """Switch an endpoint on with a fresh circuit; the deliveries held while it was
-    off become due at once. False if it was already on."""
-    from deliveries.dispatch import enqueue_on_commit
-    from deliveries.models import WAITING_STATUSES, Delivery
-
+    """Switch an endpoint on. The deliveries app (hearing `endpoint_switched`) gives it a
+    fresh circuit and makes the deliveries held while it was off due at once. False if
+    it was already on."""
     now = timezone.now()
     updated = Endpoint.objects.filter(pk=endpoint.pk, enabled=False).update(
         enabled=True,
@@ -151,21 +149,13 @@ def endpoint_enable(endpoint: Endpoint, *, by: str) -> bool:
         disabled_reason="",
         disabled_kind="",
         disabled_by="",
-        circuit_state=CircuitState.CLOSED,
-        circuit_retry_at=None,
-        circuit_open_count=0,
-        consecutive_failures=0,
-        failing_since=None,
         updated_at=now,
     )
     if updated:
         routing_changed.send(sender=Endpoint, endpoint_ids=[endpoint.pk])
-        held = Delivery.objects.filter(
-            endpoint=endpoint, status__in=WAITING_STATUSES, next_attempt_at__isnull=True
+        endpoint_switched.send(
+            sender=Endpoint, endpoint=endpoint, enabled=True, by=by, cancel_waiting=False
         )
-        ids = list(held.values_list("pk", flat=True))
-        held.update(next_attempt_at=now, updated_at=now)
-        enqueue_on_commit(ids)
     endpoint.refresh_from_db()
     return bool(updated)
 
@@ -207,8 +197,6 @@ def endpoints_purge_expired_secrets() -> int:
 
 def endpoint_regenerate_token(endpoint: Endpoint, *, by: str) -> str:
     """Replace the bearer token sent to the endpoint, at once. Returns the new token."""
-    import secrets
-
     endpoint.auth_token = secrets.token_urlsafe(32)
     endpoint.save(update_fields=["auth_token", "updated_at"])
     return endpoint.auth_token
@@ -311,7 +299,7 @@ def endpoint_delete(endpoint: Endpoint, *, by: str) -> None:
     """Delete an endpoint with its subscriptions, deliveries and attempts.
 
     Events stay (they may have gone to other endpoints). The row is locked first so a
-    worker recording an attempt for it finishes before it goes.
+    concurrent publish referencing it finishes (or waits) before it goes.
     """
     Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
     endpoint.delete()

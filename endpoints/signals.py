@@ -4,6 +4,11 @@
 endpoint switched on or off by a conditional UPDATE). Receivers forget what they
 cached about routing, e.g. `events.routing`.
 
+`endpoint_switched`: an endpoint was switched on or off (inside the transaction that
+did it). The deliveries app acts on the endpoint's deliveries and health: held
+deliveries become due and the circuit starts fresh when it is switched on; waiting
+deliveries are cancelled when it is switched off with `cancel_waiting`.
+
 `tokens_revoked`: API tokens were revoked by a conditional UPDATE; the API's token
 cache (webhookhub.api.authentication) forgets them.
 """
@@ -11,4 +16,5 @@ cache (webhookhub.api.authentication) forgets them.
 from django.dispatch import Signal
 
 routing_changed = Signal()  # kwargs: endpoint_ids
+endpoint_switched = Signal()  # kwargs: endpoint, enabled, by, cancel_waiting
 tokens_revoked = Signal()  # kwargs: token_ids

@@ -52,7 +52,9 @@ def _dashboard_links(data) -> dict:
         ),
         "in_flight": _changelist("deliveries_delivery", status__exact="in_flight"),
         "dead": _changelist("deliveries_delivery", status__exact="dead"),
-        "open_circuits": _changelist("endpoints_endpoint", circuit_state__in="open,half_open"),
+        "open_circuits": _changelist(
+            "endpoints_endpoint", health__circuit_state__in="open,half_open"
+        ),
         "disabled": _changelist("endpoints_endpoint", enabled__exact="0"),
         "windows": {},
     }

@@ -183,14 +183,20 @@ WEBHOOKHUB_ROUTING_CACHE_SECONDS = env.float("WEBHOOKHUB_ROUTING_CACHE_SECONDS",
 # the web request for the worker's result before answering 202 / "waiting" (seconds; well
 # under the web timeout: the request itself is always sent by a worker).
 WEBHOOKHUB_TEST_WAIT_SECONDS = env.float("WEBHOOKHUB_TEST_WAIT_SECONDS", default=1.5)
-# Deliveries handed to one django-q2 task, and the HTTP requests one task sends at once.
-# Keep them equal: a batch then goes out in one wave, well inside its leases.
-WEBHOOKHUB_DELIVERY_BATCH_SIZE = env.int("WEBHOOKHUB_DELIVERY_BATCH_SIZE", default=32)
+# The HTTP requests one worker process sends at once (its thread pool), over all the
+# endpoints it drains; each endpoint also stays within its own max_in_flight.
 WEBHOOKHUB_SEND_CONCURRENCY = env.int("WEBHOOKHUB_SEND_CONCURRENCY", default=32)
+# A drain task takes this many endpoints (a wide fan-out is shared by several workers),
+# runs at most this long before giving its worker back (the rest is woken again), and
+# when an endpoint has nothing due waits this long for more unless other tasks wait.
+WEBHOOKHUB_DRAIN_ENDPOINTS_PER_TASK = env.int("WEBHOOKHUB_DRAIN_ENDPOINTS_PER_TASK", default=4)
+WEBHOOKHUB_DRAIN_SECONDS = env.float("WEBHOOKHUB_DRAIN_SECONDS", default=20.0)
+WEBHOOKHUB_DRAIN_LINGER_SECONDS = env.float("WEBHOOKHUB_DRAIN_LINGER_SECONDS", default=0.2)
 # A claim lasts the endpoint's timeout plus its connect timeout plus this margin; a
 # worker that dies mid-request leaves a lease that expires this long after its timeout.
 WEBHOOKHUB_LEASE_MARGIN_SECONDS = env.int("WEBHOOKHUB_LEASE_MARGIN_SECONDS", default=15)
-# How long a delivery the dispatcher queued stays reserved for that task to start.
+# How long the dispatcher waits for a drain it queued to start before queuing another
+# (the task was lost with the broker).
 WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS = env.int(
     "WEBHOOKHUB_DISPATCH_RESERVATION_SECONDS", default=30
 )

@@ -6,9 +6,10 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from deliveries.models import CircuitState
 from deliveries.policy import RetryPolicy
 from endpoints import header_rules, validation
-from endpoints.models import CircuitState, Endpoint
+from endpoints.models import Endpoint
 from webhookhub.api.fields import (
     JSONValueField,
     SafeDateTimeField,
@@ -156,9 +157,11 @@ class EndpointSerializer(serializers.Serializer):
     has_auth_token = serializers.BooleanField(
         help_text="Whether `Authorization: Bearer …` is sent (the token itself is not shown)."
     )
-    circuit_state = serializers.ChoiceField(choices=CircuitState.choices)
-    consecutive_failures = serializers.IntegerField()
-    failing_since = serializers.DateTimeField(allow_null=True)
+    circuit_state = serializers.ChoiceField(
+        choices=CircuitState.choices, source="health.circuit_state"
+    )
+    consecutive_failures = serializers.IntegerField(source="health.consecutive_failures")
+    failing_since = serializers.DateTimeField(allow_null=True, source="health.failing_since")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

@@ -76,6 +76,7 @@ class EndpointViewSet(
             .annotate(
                 has_auth_token=ExpressionWrapper(~Q(auth_token=""), output_field=BooleanField())
             )
+            .select_related("health")
             .prefetch_related("subscriptions")
         )
 

@@ -55,7 +55,10 @@ def test_a_revoked_token_is_401_at_once(partner_token):
     assert client_for(partner_token).get("/api/v1/endpoints/").status_code == 200
     assert api_tokens_revoke(ApiToken.objects.all()) == 1
     response = client_for(partner_token).get("/api/v1/endpoints/")
-    assert (response.status_code, response.json()["detail"]) == (401, "This token has been revoked.")
+    assert (response.status_code, response.json()["detail"]) == (
+        401,
+        "This token has been revoked.",
+    )
 
 
 def test_a_token_is_401_once_it_expires_even_while_remembered(partner_token):

@@ -10,10 +10,13 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from standardwebhooks.webhooks import Webhook
 
-from deliveries import claims, dispatch, engine
+from deliveries import dispatch, engine, health, lifecycle
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus, Trigger
+from endpoints.services import endpoint_disable
+from events.models import EventType
 from events.services import publish
 from tests.factories import make_endpoint
+from tests.queue import take
 from tests.receiver import Response
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -124,14 +127,16 @@ def test_in_flight_delivery_is_not_claimed_twice_until_its_lease_expires(event_t
     make_endpoint(timeout_seconds=10)
     event = publish("order.paid", {})
     pk = event.deliveries.get().pk
-    token, claimed = engine.deliveries_claim([pk])
+    token, claimed = take([pk])
     assert [d.pk for d in claimed] == [pk]
-    assert engine.deliveries_claim([pk])[1] == []
+    assert take([pk])[1] == []
     delivery = Delivery.objects.get(pk=pk)
     lease = delivery.claimed_until - timezone.now()
-    assert timedelta(seconds=10) < lease <= claims.lease_for(10), "lease outlasts the timeout"
+    assert timedelta(seconds=10) < lease <= engine.lease_for(10), "lease outlasts the timeout"
     with time_machine.travel(delivery.claimed_until + timedelta(seconds=1)):
-        again_token, again = engine.deliveries_claim([pk])
+        assert take([pk])[1] == [], "an expired lease is the dispatcher's to reclaim"
+        lifecycle.reclaim_expired(now=timezone.now())
+        again_token, again = take([pk])
     assert [d.pk for d in again] == [pk] and again_token != token
 
 
@@ -145,7 +150,7 @@ def test_two_threads_claiming_one_delivery_exactly_one_wins(event_types):
     def claim():
         try:
             barrier.wait(timeout=5)
-            wins.append(len(engine.deliveries_claim([pk])[1]))
+            wins.append(len(take([pk])[1]))
         finally:
             connections.close_all()
 
@@ -157,50 +162,46 @@ def test_two_threads_claiming_one_delivery_exactly_one_wins(event_types):
     assert sorted(wins) == [0] * 7 + [1]
 
 
-def test_dispatcher_hands_over_due_retries_lost_first_attempts_and_expired_leases(event_types):
-    make_endpoint()
+def test_dispatcher_wakes_endpoints_with_due_retries_lost_first_attempts_and_expired_leases(
+    event_types, receiver
+):
+    for n in range(7):
+        EventType.objects.get_or_create(name=f"order.n{n}")
+    busy, lost_ep, retry_ep, _later, crashed_ep, _fresh, off_ep = (
+        make_endpoint(name=f"e{n}", event_types=[f"order.n{n}"], url=receiver.url_for())
+        for n in range(7)
+    )
     now = timezone.now()
-    fresh, lost, retry_due, retry_later, expired, held = (
-        publish("order.paid", {"n": n}).deliveries.get() for n in range(6)
+    made = {n: publish(f"order.n{n}", {}).deliveries.get() for n in range(7)}
+    OrmQ.objects.all().delete()  # the broker lost every fast-path task
+    old = now - timedelta(seconds=5)
+    Delivery.objects.filter(pk__in=[made[0].pk, made[1].pk, made[6].pk]).update(next_attempt_at=old)
+    Delivery.objects.filter(pk=made[2].pk).update(
+        status="retrying", next_attempt_at=now - timedelta(seconds=1), attempt_count=1
     )
+    Delivery.objects.filter(pk=made[3].pk).update(
+        status="retrying", next_attempt_at=now + timedelta(minutes=5)
+    )
+    take([made[4].pk])  # a worker took it … and died
+    Delivery.objects.filter(pk=made[4].pk).update(claimed_until=now - timedelta(seconds=1))
+    assert health.drain_acquire(busy.pk, "someone", ttl=timedelta(seconds=30), now=now)
+    endpoint_disable(off_ep, by="support")
     OrmQ.objects.all().delete()
-    # Its fast-path task was lost: the reservation publish() made has run out.
-    Delivery.objects.filter(pk=lost.pk).update(
-        next_attempt_at=now - timedelta(seconds=40), claimed_until=now - timedelta(seconds=10)
-    )
-    Delivery.objects.filter(pk=retry_due.pk).update(
-        status="retrying",
-        next_attempt_at=now - timedelta(seconds=1),
-        attempt_count=1,
-        claimed_until=None,
-    )
-    Delivery.objects.filter(pk=retry_later.pk).update(
-        status="retrying", next_attempt_at=now + timedelta(minutes=5), claimed_until=None
-    )
-    Delivery.objects.filter(pk=expired.pk).update(
-        status="in_flight", claimed_until=now - timedelta(seconds=1)
-    )
-    Delivery.objects.filter(pk=held.pk).update(
-        status="in_flight", claimed_until=now + timedelta(seconds=30)
-    )
 
-    assert dispatch.dispatch_due(now=now) == 3
-    queued = [row.task for row in OrmQ.objects.all()]
-    assert len(queued) == 1
-    assert sorted(queued[0]["args"][0]) == sorted([lost.pk, retry_due.pk, expired.pk])
-    token = queued[0]["kwargs"]["token"]
-    assert dispatch.dispatch_due(now=now) == 0, "reserved rows are not handed out twice"
-    # Reserved rows stay waiting (not "in flight": nothing is being sent yet) ...
-    assert Delivery.objects.get(pk=expired.pk).status == DeliveryStatus.PENDING
-    assert Delivery.objects.get(pk=retry_due.pk).status == DeliveryStatus.RETRYING
-    # ... and the queued task claims them under the dispatcher's reservation.
-    assert {d.pk for d in engine.deliveries_claim(queued[0]["args"][0], token=token)[1]} == {
-        lost.pk,
-        retry_due.pk,
-        expired.pk,
-    }
-    assert Delivery.objects.get(pk=fresh.pk).status == DeliveryStatus.PENDING
-    assert Delivery.objects.get(pk=held.pk).status == DeliveryStatus.IN_FLIGHT
+    dispatcher = dispatch.Dispatcher()
+    assert dispatcher.tick(now=now) == 3
+    queued = sorted(pk for row in OrmQ.objects.all() for pk in row.task["args"][0])
+    # Lost first attempt, due retry, expired lease; not: the endpoint someone drains,
+    # the retry due later, the fresh row (its fast path is not late), the one switched off.
+    assert queued == sorted([lost_ep.pk, retry_ep.pk, crashed_ep.pk])
+    assert Delivery.objects.get(pk=made[4].pk).status == DeliveryStatus.PENDING, "reclaimed"
+    assert dispatcher.tick(now=now) == 0, "an endpoint whose drain is still queued: not again"
+    engine.drain([lost_ep.pk, retry_ep.pk, crashed_ep.pk], linger=0)
+    assert dispatcher.tick(now=timezone.now()) == 0, "nothing left"
+    statuses = dict(Delivery.objects.values_list("pk", "status"))
+    assert statuses[made[1].pk] == statuses[made[2].pk] == statuses[made[4].pk] == "succeeded"
+    assert statuses[made[0].pk] == statuses[made[5].pk] == statuses[made[6].pk] == "pending"
+    assert statuses[made[3].pk] == "retrying"
 
 
 def test_dispatcher_lease_lets_one_loop_run_at_a_time(db):

@@ -2,22 +2,26 @@
 circuit breaker, 410, auto-disable and notices, held deliveries, rate limit, ordering,
 concurrency cap, secret rotation."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.core import mail
 from django.utils import timezone
+from django_q.models import OrmQ
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from deliveries import engine
-from deliveries.endpoint_health import failure_digest
-from deliveries.models import Delivery, DeliveryStatus
-from endpoints.models import CircuitState, Endpoint
+from deliveries import dispatch, engine
+from deliveries.health import failure_digest
+from deliveries.models import CircuitState, Delivery, DeliveryStatus, EndpointHealth
+from endpoints.models import Endpoint
 from endpoints.services import endpoint_disable, endpoint_enable, endpoint_rotate_secret
 from events.models import Event
 from events.services import publish
 from tests.factories import PartnerFactory, make_endpoint
+from tests.queue import run_queue, take
 from tests.receiver import Response
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,6 +43,10 @@ def op_events(name):
     return Event.objects.filter(event_type__name=name)
 
 
+def state(endpoint) -> EndpointHealth:
+    return EndpointHealth.objects.get(pk=endpoint.pk)
+
+
 @pytest.fixture
 def clock():
     with time_machine.travel(timezone.now(), tick=True) as traveller:
@@ -57,8 +65,11 @@ def test_circuit_opens_after_5_failures_probes_after_cooldown_and_closes(
     for n in range(5):
         engine.deliver([publish("order.paid", {"n": n}).deliveries.get(endpoint=endpoint).pk])
     endpoint.refresh_from_db()
-    assert endpoint.circuit_state == CircuitState.OPEN and endpoint.consecutive_failures == 5
-    probe_at = endpoint.circuit_retry_at
+    assert (
+        state(endpoint).circuit_state == CircuitState.OPEN
+        and state(endpoint).consecutive_failures == 5
+    )
+    probe_at = state(endpoint).circuit_retry_at
     assert timedelta(seconds=59) < probe_at - timezone.now() <= timedelta(seconds=60)
 
     # While open, due deliveries wait without being attempted or burning attempts.
@@ -68,27 +79,33 @@ def test_circuit_opens_after_5_failures_probes_after_cooldown_and_closes(
     assert engine.deliver(due_ids(endpoint)) == []
     assert len(receiver.requests) == sent_before
     for delivery in Delivery.objects.filter(pk__in=[d.pk for d in backlog]):
-        assert delivery.attempt_count == 0 and delivery.next_attempt_at >= probe_at
+        assert delivery.attempt_count == 0 and delivery.status == DeliveryStatus.PENDING
 
     # After the cooldown exactly one probe goes; it fails: open again, cooldown doubles.
     clock.move_to(probe_at + timedelta(seconds=1))
     outcomes = engine.deliver(due_ids(endpoint))
     assert len(outcomes) == 1
     endpoint.refresh_from_db()
-    assert endpoint.circuit_state == CircuitState.OPEN
+    assert state(endpoint).circuit_state == CircuitState.OPEN
     assert (
         timedelta(seconds=119)
-        < endpoint.circuit_retry_at - timezone.now()
+        < state(endpoint).circuit_retry_at - timezone.now()
         <= timedelta(seconds=120)
     )
 
-    # The next probe succeeds: closed, and the backlog is released at once.
+    # The next probe succeeds: closed, and the backlog goes at once, in the same drain
+    # (the probe alone first: the rest was claimed only after its answer).
     receiver.respond_with(lambda r: Response(200))
-    clock.move_to(endpoint.circuit_retry_at + timedelta(seconds=1))
-    assert len(engine.deliver(due_ids(endpoint))) == 1
-    endpoint.refresh_from_db()
-    assert endpoint.circuit_state == CircuitState.CLOSED and endpoint.consecutive_failures == 0
-    assert endpoint.failing_since is None
+    clock.move_to(state(endpoint).circuit_retry_at + timedelta(seconds=1))
+    outcomes = engine.deliver(due_ids(endpoint))
+    assert len(outcomes) == 8
+    probe_done = outcomes[0].started_at + timedelta(milliseconds=outcomes[0].result.duration_ms)
+    assert all(o.started_at >= probe_done for o in outcomes[1:])
+    assert (
+        state(endpoint).circuit_state == CircuitState.CLOSED
+        and state(endpoint).consecutive_failures == 0
+    )
+    assert state(endpoint).failing_since is None
     engine.deliver(due_ids(endpoint))
     assert Delivery.objects.filter(endpoint=endpoint, status="succeeded").count() >= 3
     assert op_events("webhookhub.endpoint.recovered").count() == 1
@@ -128,8 +145,8 @@ def test_five_days_of_failure_disables_with_one_mail_and_one_event(event_types, 
         clock.move_to(start + timedelta(hours=hour))
         engine.deliver(due_ids(endpoint))
         endpoint.refresh_from_db()
-        if endpoint.circuit_retry_at and endpoint.circuit_retry_at > timezone.now():
-            Endpoint.objects.filter(pk=endpoint.pk).update(circuit_retry_at=timezone.now())
+        if state(endpoint).circuit_retry_at and state(endpoint).circuit_retry_at > timezone.now():
+            EndpointHealth.objects.filter(pk=endpoint.pk).update(circuit_retry_at=timezone.now())
         if not endpoint.enabled:
             break
     endpoint.refresh_from_db()
@@ -149,12 +166,13 @@ def test_disabled_endpoint_holds_deliveries_and_sends_them_when_enabled(event_ty
     endpoint_disable(endpoint, by="admin:sam", reason="partner maintenance")
     assert engine.deliver([waiting.pk]) == [] and receiver.requests == []
     waiting.refresh_from_db()
-    assert waiting.status == DeliveryStatus.PENDING and waiting.next_attempt_at is None
+    assert waiting.status == DeliveryStatus.PENDING and waiting.attempt_count == 0
+    assert dispatch.endpoints_to_wake(timezone.now() + timedelta(seconds=5)) == [], "not woken"
     assert publish("order.paid", {}).deliveries.count() == 0, "no new deliveries while off"
+    OrmQ.objects.all().delete()
     endpoint_enable(endpoint, by="admin:sam")
-    waiting.refresh_from_db()
-    assert waiting.next_attempt_at is not None
-    engine.deliver([waiting.pk])
+    assert [pk for row in OrmQ.objects.all() for pk in row.task["args"][0]] == [endpoint.pk]
+    run_queue()
     assert receiver.wait_for(1)[0].headers["webhook-id"] == waiting.event.public_id
 
 
@@ -184,7 +202,7 @@ def test_dead_delivery_publishes_an_operational_event(event_types, receiver):
 def test_failure_digest_mails_each_failing_endpoint_at_most_once_a_day(event_types, settings):
     settings.ADMINS = [("Staff", "staff@hub.example")]
     endpoint = make_endpoint(PartnerFactory(contact_email="ops@partner.example"))
-    Endpoint.objects.filter(pk=endpoint.pk).update(
+    EndpointHealth.objects.filter(pk=endpoint.pk).update(
         circuit_state=CircuitState.OPEN,
         failing_since=timezone.now() - timedelta(hours=3),
         consecutive_failures=9,
@@ -212,20 +230,30 @@ def test_rate_limit_lets_half_a_second_through_then_spreads_the_rest_without_att
     assert len(sent) == 10  # a burst of half a second's worth
     waiting = Delivery.objects.filter(endpoint=endpoint, status="pending")
     assert waiting.count() == 90 and not waiting.filter(attempt_count__gt=0).exists()
-    latest = max(waiting.values_list("next_attempt_at", flat=True))
-    assert latest - start >= timedelta(seconds=4.45)
     # Half a second later only the tokens that accrued (10) are admitted.
     with time_machine.travel(start + timedelta(seconds=0.5), tick=False):
         assert len(engine.deliver(due_ids(endpoint))) == 10
 
 
-def test_concurrency_cap_defers_the_excess(event_types):
-    endpoint = make_endpoint(max_in_flight=3)
-    ids = [publish("order.paid", {"n": n}).deliveries.get().pk for n in range(5)]
-    _, claimed = engine.deliveries_claim(ids)
-    assert len(claimed) == 3
-    assert engine.deliveries_claim(ids)[1] == []
-    assert Delivery.objects.filter(endpoint=endpoint, status="in_flight").count() == 3
+def test_concurrency_cap_keeps_at_most_max_in_flight_requests_at_once(event_types, receiver):
+    endpoint = make_endpoint(url=receiver.url_for(), max_in_flight=3)
+    ids = [publish("order.paid", {"n": n}).deliveries.get().pk for n in range(8)]
+    busy, peak, lock = [0], [0], threading.Lock()
+
+    def slow(request):
+        with lock:
+            busy[0] += 1
+            peak[0] = max(peak[0], busy[0])
+        time.sleep(0.2)
+        with lock:
+            busy[0] -= 1
+        return Response(200)
+
+    receiver.respond_with(slow)
+    take(ids[:1])  # another worker has one of them in flight
+    sent = engine.deliver(ids)
+    assert len(sent) == 7 and peak[0] == 2, "3 at once, one of them elsewhere"
+    assert Delivery.objects.filter(endpoint=endpoint, status="succeeded").count() == 7
 
 
 def test_ordered_endpoint_sends_only_its_head(event_types, receiver):
@@ -265,7 +293,7 @@ def test_test_event_reaches_a_disabled_endpoint_or_open_circuit(event_types, rec
 
     endpoint = make_endpoint(url=receiver.url_for())
     endpoint_disable(endpoint, by="admin:sam", reason="checking")
-    Endpoint.objects.filter(pk=endpoint.pk).update(
+    EndpointHealth.objects.filter(pk=endpoint.pk).update(
         circuit_state=CircuitState.OPEN, circuit_retry_at=timezone.now() + timedelta(hours=1)
     )
     attempt = endpoint_send_test(endpoint, by="admin:sam")
@@ -293,7 +321,6 @@ def test_rate_limit_bucket_in_redis_when_configured(event_types, settings):
         redis.Redis.from_url(url).hincrbyfloat(f"webhookhub:rate:{endpoint.pk}", "ts", -0.26)
         later = ratelimit.take(endpoint, 30, now=start)
         assert later.count(0.0) == 5  # 0.26 s at 20/s: 5 whole tokens
-        endpoint.refresh_from_db()
-        assert endpoint.rate_tokens is None, "the bucket lives in Redis, not the row"
+        assert state(endpoint).rate_tokens is None, "the bucket lives in Redis, not the row"
     finally:
         ratelimit._redis_script.cache_clear()

@@ -10,7 +10,6 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from standardwebhooks.webhooks import Webhook
 
-from deliveries import engine
 from deliveries.models import Delivery, DeliveryStatus, Trigger
 from deliveries.services import (
     deliveries_cancel,
@@ -22,7 +21,7 @@ from deliveries.services import (
 )
 from events.services import publish
 from tests.factories import PartnerFactory, make_endpoint
-from tests.queue import run_queue
+from tests.queue import run_queue, take
 from tests.receiver import Response
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,7 +59,7 @@ def test_retry_now_refuses_succeeded_and_in_flight(event_types, receiver):
     assert delivery.status == DeliveryStatus.SUCCEEDED
     assert delivery_retry_now(delivery, by="x") is False
     other = publish("order.paid", {}).deliveries.get()
-    engine.deliveries_claim([other.pk])
+    take([other.pk])
     assert delivery_retry_now(other, by="x") is False
     assert Delivery.objects.get(pk=other.pk).status == DeliveryStatus.IN_FLIGHT
 
@@ -189,20 +188,18 @@ def test_test_events_are_not_gated_by_the_rate_limit(event_types, receiver):
     assert len(receiver.requests) == 4
 
 
-def test_a_test_whose_worker_died_mid_request_is_dead_and_never_sent_again(
-    event_types, receiver
-):
-    from deliveries.claims import deliveries_claim
-    from deliveries.dispatch import LOST_TEST_ERROR, dispatch_due
+def test_a_test_whose_worker_died_mid_request_is_dead_and_never_sent_again(event_types, receiver):
+    from deliveries.dispatch import dispatch_due
+    from deliveries.lifecycle import LOST_TEST_ERROR
     from deliveries.services import endpoint_test_queue
 
     endpoint = make_endpoint(url=receiver.url_for())
     delivery = endpoint_test_queue(endpoint, by="admin:sam")
     OrmQ.objects.all().delete()
-    _, claimed = deliveries_claim([delivery.pk])  # a worker takes it … and is SIGKILLed
+    _, claimed = take([delivery.pk])  # a worker takes it … and is SIGKILLed
     assert [d.pk for d in claimed] == [delivery.pk]
     with time_machine.travel(timezone.now() + timedelta(minutes=5)):
-        assert deliveries_claim([delivery.pk])[1] == [], "nobody may take it again"
+        assert take([delivery.pk])[1] == [], "nobody may take it again"
         assert dispatch_due() == 0
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.DEAD and delivery.last_error == LOST_TEST_ERROR

@@ -9,8 +9,8 @@ import pytest
 from django.db import transaction
 from standardwebhooks.webhooks import Webhook
 
-from deliveries.models import Delivery, DeliveryStatus
-from endpoints.models import CircuitState, Endpoint
+from deliveries.models import CircuitState, Delivery, DeliveryStatus, EndpointHealth
+from endpoints.models import Endpoint
 from endpoints.services import endpoint_rotate_secret
 from events.services import publish
 from tests.e2e.conftest import wait_until
@@ -38,7 +38,9 @@ def test_circuit_opens_probes_closes_and_delivers_the_backlog(event_types, recei
         for n in range(5):
             publish("order.paid", {"n": n})
     wait_until(
-        lambda: Endpoint.objects.filter(pk=endpoint.pk, circuit_state=CircuitState.OPEN).exists(),
+        lambda: EndpointHealth.objects.filter(
+            pk=endpoint.pk, circuit_state=CircuitState.OPEN
+        ).exists(),
         timeout=30,
         message="circuit open after 5 failures",
     )
@@ -59,7 +61,8 @@ def test_circuit_opens_probes_closes_and_delivers_the_backlog(event_types, recei
         message="circuit closed and everything delivered",
     )
     endpoint.refresh_from_db()
-    assert endpoint.circuit_state == CircuitState.CLOSED and endpoint.failing_since is None
+    health = EndpointHealth.objects.get(pk=endpoint.pk)
+    assert health.circuit_state == CircuitState.CLOSED and health.failing_since is None
 
 
 def test_410_disables_the_endpoint(event_types, receiver, start_cluster):

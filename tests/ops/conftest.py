@@ -19,10 +19,10 @@ from tests.queue import run_queue  # noqa: F401  (used by tests importing it fro
 
 
 def queued_ids() -> list[int]:
-    """Delivery ids waiting in the ORM broker, one entry per time they were queued."""
+    """Endpoint ids whose drain waits in the ORM broker, one entry per time queued."""
     ids = []
     for row in OrmQ.objects.order_by("id"):
-        if row.task["func"] == "deliveries.tasks.deliver":
+        if row.task["func"] == "deliveries.tasks.drain":
             ids.extend(row.task["args"][0])
     return ids
 

@@ -10,15 +10,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from deliveries.claims import deliveries_claim
-from deliveries.models import Delivery, DeliveryStatus, WorkerLease
+from deliveries.models import CircuitState, Delivery, DeliveryStatus, EndpointHealth, WorkerLease
 from deliveries.selectors import COUNT_CAP, count_bounded, estimate_count
-from endpoints.models import CircuitState, Endpoint
+from endpoints.models import Endpoint
 from endpoints.services import endpoint_disable
 from events.services import publish
 from tests.e2e.conftest import wait_until
 from tests.factories import make_endpoint
 from tests.ops.conftest import manage, run_queue, sample
+from tests.queue import take
 from tests.receiver import Response
 from webhookhub.metrics import compact
 
@@ -84,9 +84,9 @@ def test_state_gauges_come_from_the_database(client, settings, event_types, rece
     Delivery.objects.filter(pk=ids[1]).update(
         status=DeliveryStatus.RETRYING, next_attempt_at=now - timedelta(seconds=90)
     )
-    deliveries_claim([ids[2]])
+    take([ids[2]])
     Delivery.objects.filter(pk=ids[2]).update(claimed_until=now - timedelta(seconds=1))
-    Endpoint.objects.filter(pk=healthy.pk).update(circuit_state=CircuitState.OPEN)
+    EndpointHealth.objects.filter(pk=healthy.pk).update(circuit_state=CircuitState.OPEN)
     # ids[3] stays pending and due now (its task is still in the broker)
     WorkerLease.objects.create(
         name="dispatcher", expires_at=now, heartbeat_at=now - timedelta(seconds=30)

@@ -1,0 +1,101 @@
+"""What webhookhub's long-running tasks need to know about the django-q2 cluster they
+run in: is it stopping, and are other tasks waiting for a worker?
+
+django-q2 has no hook for either. On SIGTERM to the main process it sets the
+Sentinel's stop event and lets every worker finish the task it has (and those already
+queued), so a task that loops (a drain, the dispatcher) must notice and return within
+seconds; on SIGTERM to the whole process group every process gets the signal, and a
+worker's default is to die mid-request. So:
+
+- a worker (forked by the Sentinel: the Sentinel object is on its inherited stack) is
+  asked about the Sentinel's stop event and task queue;
+- a worker's SIGTERM handler (installed when it is spawned) makes `stopping()` true:
+  the task winds down (finishes the requests it has in flight, records them, gives
+  back what it has not sent) and the worker then exits.
+
+Outside a cluster (tests, management commands) nothing is stopping and other work is
+always assumed to be waiting (so nothing lingers).
+"""
+
+import logging
+import signal
+import sys
+import threading
+
+logger = logging.getLogger(__name__)
+
+_signalled = threading.Event()
+_busy = threading.Event()  # one of our loop tasks is running in this process
+_sentinel = None
+_looked = False
+
+
+def _find_sentinel():
+    """The django-q2 Sentinel that forked this worker, from the inherited stack."""
+    global _sentinel, _looked
+    if _looked:
+        return _sentinel
+    _looked = True
+    try:
+        from django_q.cluster import Sentinel
+    except Exception:  # pragma: no cover - django-q2 missing or changed
+        return None
+    frame = sys._getframe()
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, Sentinel):
+            _sentinel = candidate
+            break
+        frame = frame.f_back
+    return _sentinel
+
+
+def stopping() -> bool:
+    """True once this worker's cluster is shutting down (or the worker got SIGTERM)."""
+    if _signalled.is_set():
+        return True
+    sentinel = _find_sentinel()
+    try:
+        return bool(sentinel is not None and sentinel.stop_event.is_set())
+    except Exception:  # pragma: no cover - a changed django-q2
+        return False
+
+
+def others_waiting() -> bool:
+    """True if tasks are queued for this cluster's workers (so a task that could
+    linger should give its worker back)."""
+    sentinel = _find_sentinel()
+    if sentinel is None:
+        return True
+    try:
+        return not sentinel.task_queue.empty()
+    except Exception:  # pragma: no cover
+        return True
+
+
+def _on_sigterm(signum, frame):
+    _signalled.set()
+    if not _busy.is_set():
+        raise SystemExit(0)  # idle worker: nothing to finish
+
+
+def worker_started(sender=None, **kwargs) -> None:
+    """django-q2 `post_spawn`, in the new worker: wind down on SIGTERM instead of dying."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _find_sentinel()
+
+
+class running_loop:
+    """Marks one of our loop tasks as running; when it ends after a SIGTERM, the
+    worker exits (its Sentinel died with the process group: no more tasks come)."""
+
+    def __enter__(self):
+        _busy.set()
+        return self
+
+    def __exit__(self, *exc):
+        _busy.clear()
+        if _signalled.is_set():
+            logger.info("worker stopping after SIGTERM")
+            raise SystemExit(0)
+        return False

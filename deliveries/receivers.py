@@ -1,0 +1,35 @@
+"""What the deliveries app does when endpoints change (endpoints knows nothing of it).
+
+- a new endpoint gets its health row;
+- switched on: a fresh circuit, and the deliveries held while it was off are due now;
+- switched off with `cancel_waiting`: its waiting deliveries are cancelled.
+"""
+
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+from django.utils import timezone
+
+from deliveries import health, lifecycle
+from deliveries.dispatch import wake_on_commit
+from deliveries.models import Delivery
+from deliveries.services import deliveries_cancel
+from endpoints.models import Endpoint
+from endpoints.signals import endpoint_switched
+
+
+@receiver(post_save, sender=Endpoint, dispatch_uid="deliveries-endpoint-health")
+def endpoint_saved(sender, instance: Endpoint, created: bool, raw: bool = False, **kwargs):
+    if created and not raw:
+        health.ensure([instance.pk])
+
+
+@receiver(endpoint_switched, dispatch_uid="deliveries-endpoint-switched")
+def endpoint_switched_on_or_off(sender, endpoint: Endpoint, enabled: bool, by: str,
+                                cancel_waiting: bool, **kwargs):  # fmt: skip
+    now = timezone.now()
+    if enabled:
+        lifecycle.release_held(endpoint.pk, now=now)
+        health.reset(endpoint.pk)
+        wake_on_commit([endpoint.pk])
+    elif cancel_waiting:
+        deliveries_cancel(Delivery.objects.filter(endpoint_id=endpoint.pk), by=by)
