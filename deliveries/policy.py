@@ -43,6 +43,10 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+# Django's choices enum and lazy text only: values, no model and no query.
+from django.db.models import TextChoices
+from django.utils.translation import gettext_lazy as _
+
 DEFAULT_SCHEDULE: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)  # seconds
 STRATEGIES = ("exponential", "linear", "fixed", "schedule")
 MAX_ATTEMPTS_LIMIT = 50
@@ -213,6 +217,12 @@ def next_delay(
 # After `threshold` consecutive failed attempts an endpoint's circuit opens: deliveries
 # wait without being attempted. After a cooldown one probe goes out; its success closes
 # the circuit, its failure re-opens it with a cooldown twice as long (capped).
+
+
+class CircuitState(TextChoices):
+    CLOSED = "closed", _("Closed (delivering)")
+    OPEN = "open", _("Open (waiting to probe)")
+    HALF_OPEN = "half_open", _("Half-open (probe in flight)")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from endpoints.crypto import EncryptedJSONField, EncryptedTextField
+from endpoints.validation import validate_endpoint_fields, validate_subscription_fields
 from webhookhub.ids import endpoint_id, partner_id
 
 
@@ -167,8 +168,6 @@ class Endpoint(models.Model):
         return f"<Endpoint {self.public_id} {self.url}>"
 
     def clean(self):
-        from endpoints.validation import validate_endpoint_fields
-
         validate_endpoint_fields(self)
 
     def previous_secrets_in_force(self, now: datetime | None = None) -> list[dict]:
@@ -210,6 +209,4 @@ class Subscription(models.Model):
         return self.event_type
 
     def clean(self):
-        from endpoints.validation import validate_subscription_fields
-
         validate_subscription_fields(self)

@@ -6,8 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from deliveries.models import CircuitState
-from deliveries.policy import RetryPolicy
+from deliveries.policy import CircuitState, RetryPolicy
 from endpoints import header_rules, validation
 from endpoints.models import Endpoint
 from webhookhub.api.fields import (

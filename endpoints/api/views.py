@@ -1,25 +1,21 @@
-"""`/api/v1/endpoints/`: a partner's endpoints, their switches, secrets and tests."""
+"""`/api/v1/endpoints/`: a partner's endpoints, their switches and secrets.
+
+The actions that need delivery code (`test`, `recover`) are added by the subclass in
+deliveries/api/endpoints.py, which is the one the router serves: endpoints imports no
+delivery code.
+"""
 
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import Q
 from django.db.models.expressions import ExpressionWrapper
 from django.db.models.fields import BooleanField
-from drf_spectacular.utils import (
-    OpenApiExample,
-    OpenApiResponse,
-    extend_schema,
-    extend_schema_view,
-)
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from deliveries.api.serializers import TestQueuedSerializer, TestResultSerializer
-from deliveries.selectors import delivery_test_attempt
-from deliveries.services import endpoint_recover, endpoint_test_queue
 from endpoints.api.serializers import (
     AuthTokenSerializer,
     EndpointCreatedSerializer,
@@ -27,8 +23,6 @@ from endpoints.api.serializers import (
     EndpointSerializer,
     EndpointUpdateSerializer,
     EndpointWriteSerializer,
-    QueuedSerializer,
-    RecoverSerializer,
     RotatedSecretSerializer,
     RotateSecretSerializer,
 )
@@ -185,42 +179,6 @@ class EndpointViewSet(
         self.validated(None)
         token = endpoint_regenerate_token(endpoint, by=request.user.actor)
         return Response(AuthTokenSerializer({"auth_token": token}).data)
-
-    @extend_schema(
-        summary="Send a test event",
-        description="Queues a signed `webhookhub.test` event for the workers. If the "
-        "receiver's answer is in within a short wait (`WEBHOOKHUB_TEST_WAIT_SECONDS`, 1.5 s "
-        "by default) the response is 200 with the attempt; otherwise 202 with the delivery "
-        "to poll (`GET /api/v1/deliveries/{id}/`). A test goes out even when the endpoint is "
-        "off, its circuit open or its rate limit used up; it is sent once and never retried.",
-        request=None,
-        responses={
-            200: TestResultSerializer,
-            202: OpenApiResponse(TestQueuedSerializer, description="Queued; poll `url`."),
-        },
-    )
-    @action(detail=True, methods=["post"], url_path="test")
-    def send_test(self, request, id=None):
-        endpoint = self.get_object()
-        self.validated(None)
-        delivery = endpoint_test_queue(endpoint, by=request.user.actor)
-        attempt = delivery_test_attempt(delivery, wait=settings.WEBHOOKHUB_TEST_WAIT_SECONDS)
-        if attempt is not None:
-            return Response(TestResultSerializer(attempt).data)
-        body = TestQueuedSerializer(delivery, context={"request": request}).data
-        return Response(body, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(
-        summary="Re-send what failed since a time",
-        request=RecoverSerializer,
-        responses={202: OpenApiResponse(QueuedSerializer, description="Queued.")},
-    )
-    @action(detail=True, methods=["post"])
-    def recover(self, request, id=None):
-        endpoint = self.get_object()
-        data = self.validated(RecoverSerializer)
-        queued = endpoint_recover(endpoint, since=data["since"], by=request.user.actor)
-        return Response(QueuedSerializer({"queued": queued}).data, status=status.HTTP_202_ACCEPTED)
 
     def handle_exception(self, exc):
         # The endpoint was deleted by a concurrent request between our lookup and the

@@ -4,8 +4,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from deliveries.api.endpoints import EndpointViewSet
 from deliveries.api.views import DeliveryViewSet
-from endpoints.api.views import EndpointViewSet
 from events.api.views import EventTypeViewSet, EventViewSet
 from webhookhub.api.views import api_not_found
 

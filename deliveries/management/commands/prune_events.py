@@ -6,7 +6,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from deliveries.maintenance import events_prune
-from deliveries.management.base import OpsCommand
+from webhookhub.commands import OpsCommand
 
 
 class Command(OpsCommand):

@@ -6,8 +6,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from deliveries.maintenance import deliveries_recover_stuck, stuck_counts
-from deliveries.management.base import OpsCommand
 from deliveries.selectors import dispatcher_heartbeat
+from webhookhub.commands import OpsCommand
 
 REASONS = {
     "expired_leases": "in flight with an expired lease (worker died)",

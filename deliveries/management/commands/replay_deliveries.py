@@ -4,11 +4,11 @@ from django.core.management.base import CommandError
 from django.db.models import Count
 
 from deliveries.maintenance import deliveries_replay
-from deliveries.management.base import OpsCommand, parse_when
 from deliveries.models import DeliveryStatus
 from deliveries.selectors import REPLAYABLE_STATUSES, deliveries_for_replay
 from endpoints.models import Endpoint, Partner
 from events.models import EventType
+from webhookhub.commands import OpsCommand, parse_when
 
 CHOICES = [str(s) for s in REPLAYABLE_STATUSES]
 

@@ -2,9 +2,9 @@
 
 from django.core.management.base import CommandError
 
-from deliveries.management.base import OpsCommand
 from deliveries.services import endpoint_send_test
 from endpoints.models import Endpoint
+from webhookhub.commands import OpsCommand
 
 
 class Command(OpsCommand):

@@ -3,9 +3,9 @@
 from django.core.management.base import CommandError
 from django.db import transaction
 
-from deliveries.management.base import OpsCommand
 from endpoints.models import ApiToken, Partner
 from endpoints.services import api_token_create
+from webhookhub.commands import OpsCommand
 
 
 class Command(OpsCommand):

@@ -2,8 +2,8 @@
 
 from django.db import transaction
 
-from deliveries.management.base import OpsCommand
 from endpoints.services import partner_create
+from webhookhub.commands import OpsCommand
 
 
 class Command(OpsCommand):

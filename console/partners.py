@@ -8,8 +8,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
+from console.health_columns import DAY, FINISHED_OR_FAILING, health_cell
 from deliveries.models import Delivery, DeliveryStatus
-from endpoints.admin_health import DAY, FINISHED_OR_FAILING, health_cell
 from endpoints.models import ApiToken, Endpoint, Partner
 from endpoints.services import api_token_create, api_tokens_revoke
 from webhookhub.admin_utils import actor, show_once

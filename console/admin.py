@@ -1,4 +1,4 @@
-"""Support console for endpoints (partners and API tokens: endpoints/admin_partners.py).
+"""Support console for endpoints (partners and API tokens: console/partners.py).
 
 Views validate, call a service from endpoints.services / deliveries.services, and tell
 the user what happened. Each support action has its own permission.
@@ -12,13 +12,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from console import partners  # noqa: F401  (registers Partner and ApiToken)
+from console.endpoint_views import DisableForm, EndpointSupportViews
+from console.health_columns import DAY, FINISHED_OR_FAILING, health_cell, recent_count
 from deliveries.models import CircuitState, Delivery, DeliveryStatus
-from endpoints import (
-    admin_partners,  # noqa: F401  (registers Partner and ApiToken)
-    header_rules,
-)
-from endpoints.admin_health import DAY, FINISHED_OR_FAILING, health_cell, recent_count
-from endpoints.admin_views import DisableForm, EndpointSupportViews
+from endpoints import header_rules
 from endpoints.models import Endpoint, Subscription
 from endpoints.services import (
     endpoint_disable,

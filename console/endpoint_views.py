@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 
+from console.health_columns import DAY
 from deliveries.models import FINAL_STATUSES as FINAL
 from deliveries.models import Delivery, Trigger
 from deliveries.selectors import delivery_test_attempt
@@ -33,9 +34,8 @@ from endpoints.services import (
     endpoint_rotate_secret,
 )
 from events.filters import FilterError, compile_filter
+from events.selectors import events_matching_pattern
 from webhookhub.admin_utils import actor, show_once
-
-DAY = timedelta(hours=24)
 
 
 class EndpointSupportViews:
@@ -252,8 +252,6 @@ class EndpointSupportViews:
         """Which of the last 100 events of a subscription's types its filter lets through."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        from events.selectors import events_matching_pattern
-
         pattern = request.GET.get("event_type", "").strip() or "*"
         raw = request.GET.get("filter", "").strip()
         error, rows = None, []
