@@ -52,10 +52,10 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
     "endpoints",
     "events",
-    "deliveries",
+    "deliveries",  # before django_q: its `qcluster` command is the one that runs
+    "django_q",
     "console",  # the support console: the admin over the three apps above
 ]
 
