@@ -460,3 +460,133 @@ def cpu_delta(before: dict, after: dict) -> dict[str, float]:
         system = after["_system"][0] - before["_system"][0]
         out["other"] = round(system - sum(out.values()), 2)
     return out
+
+
+# --- additions for the `everyday` part (bench/everyday.py) ---------------------------------
+
+
+def proc_reaped_cpu_seconds(pid: int) -> float | None:
+    """cutime + cstime of a process: CPU of the children it has waited for, in seconds.
+
+    A recycled qcluster worker or a PostgreSQL backend that exits during a run takes its
+    utime/stime out of /proc; its parent's cutime/cstime gets it when it is reaped.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[13]) + int(fields[14])) / ticks
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (a qcluster: main, sentinel, workers, ...)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if proc_cpu_seconds(current) is None:
+            continue
+        out.append(current)
+        todo.extend(children_of(current))
+    return sorted(out)
+
+
+def tree_cpu_snapshot(groups: dict[str, list[int]]) -> dict:
+    """cpu_snapshot(groups) plus every pid's reaped-children CPU (see tree_cpu_delta)."""
+    snap = cpu_snapshot(groups)
+    snap["_reaped"] = {
+        name: {pid: c for pid in pids if (c := proc_reaped_cpu_seconds(pid)) is not None}
+        for name, pids in groups.items()
+    }
+    return snap
+
+
+def tree_cpu_delta(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per group between two tree_cpu_snapshot()s, counting processes that
+    exited in between: a pid gone by `after` is counted through its parent's reaped-
+    children CPU (the parent is in the group), minus what it had used before `before`.
+    Like cpu_delta, `other` is the machine's busy CPU that no group accounts for."""
+    out = {}
+    reaped_before, reaped_after = before.get("_reaped", {}), after.get("_reaped", {})
+    for name, now in after.items():
+        if name.startswith("_"):
+            continue
+        then = before.get(name, {})
+        then_reaped = reaped_before.get(name, {})
+        live = sum(cpu - then.get(pid, 0.0) for pid, cpu in now.items())
+        reaped = sum(c - then_reaped.get(pid, 0.0) for pid, c in reaped_after.get(name, {}).items())
+        gone = sum(cpu + then_reaped.get(pid, 0.0) for pid, cpu in then.items() if pid not in now)
+        out[name] = round(live + reaped - gone, 3)
+    if "_system" in before and "_system" in after:
+        system = after["_system"][0] - before["_system"][0]
+        out["other"] = round(system - sum(out.values()), 3)
+    return out
+
+
+BENCH_TABLES_EXTRA_PREFIXES = ("deliveries_", "events_", "endpoints_")
+
+
+def reset_data_any_db() -> None:
+    """reset_data() for PostgreSQL or SQLite (no TRUNCATE there), then reset_queues().
+
+    Also empties any other table of the deliveries, events and endpoints apps (the
+    engine may gain tables), with Django's flush SQL (TRUNCATE ... CASCADE on
+    PostgreSQL, DELETE on SQLite). django_q_schedule is kept (the app's schedules).
+    """
+    from django.conf import settings
+    from django.core.management.color import no_style
+    from django.db import connection
+
+    known = {
+        "deliveries_deliveryattempt",
+        "deliveries_delivery",
+        "deliveries_workerlease",
+        "events_event",
+        "events_eventtype",
+        "endpoints_subscription",
+        "endpoints_apitoken",
+        "endpoints_endpoint",
+        "endpoints_partner",
+        "django_q_ormq",
+        "django_q_task",
+    }
+    existing = set(connection.introspection.table_names())
+    tables = sorted(
+        t
+        for t in existing
+        if t in known or (t.startswith(BENCH_TABLES_EXTRA_PREFIXES) and "migrations" not in t)
+    )
+    if connection.vendor == "postgresql":
+        reset_data()
+        tables = [t for t in tables if t not in known]
+    if tables:
+        sql = connection.ops.sql_flush(no_style(), tables, reset_sequences=True, allow_cascade=True)
+        connection.ops.execute_sql_flush(sql)
+    reset_queues(getattr(settings, "REDIS_URL", "") or None)
+
+
+def postgres_backend_database(pid: int) -> str | None:
+    """The database of a PostgreSQL client backend, from its process title
+    (`postgres: 15/main: <user> <database> <host>(<port>) <state>`); None for the
+    server's own processes (postmaster, checkpointer, walwriter, ...)."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return None
+    parts = title.split()
+    for i, token in enumerate(parts):
+        # the client address: "127.0.0.1(50114)", "[local]", "::1(1234)"
+        if i >= 2 and (token == "[local]" or re.fullmatch(r"[0-9a-fA-F.:]+\(\d+\)", token)):
+            return parts[i - 1]
+    return None
+
+
+def postgres_pids(db_name: str | None = None) -> list[int]:
+    """All `postgres` processes, or (db_name given) the server's own processes and the
+    client backends of that database only — not those of a test suite sharing the
+    server. db_name="" keeps the server's own processes only."""
+    pids = pids_by_comm("postgres")
+    if db_name is None:
+        return pids
+    return [p for p in pids if postgres_backend_database(p) in (None, db_name)]

@@ -10,6 +10,8 @@ Parts (--only, comma-separated; default all):
   throughput  N deliveries through qcluster vs a bare client, receiver at 0 ms and 50 ms
   latency     publish-commit -> receiver arrival at a steady rate, p50/p95/p99
   anatomy     one delivery task run in-process: time, CPU, SQL per stage (diagnosis)
+  everyday    one publish() per transaction: throughput vs a bare client, steady-rate
+              latency, CPU per delivery, RSS; PostgreSQL (both brokers) and SQLite
 (RSS of every qcluster process is recorded at the end of each throughput run.)
 
 See bench/README.md.
@@ -52,14 +54,24 @@ from bench.common import (  # noqa: E402
 )
 
 CPUS = os.cpu_count() or 1
-PARTS = ("fanout", "receiver", "throughput", "latency", "anatomy")
+PARTS = ("fanout", "receiver", "throughput", "latency", "anatomy", "everyday")
 TARGETS = {
     "ratio_0ms": 0.6,
     "ratio_slow": 0.8,
     "p50_redis_ms": 30.0,
     "p50_orm_ms": 300.0,
     "worker_rss_mb": 120.0,
+    # everyday (bench/everyday.py): one publish() per transaction
+    "everyday_ratio": 0.8,  # webhookhub/bare, 1 endpoint, max_in_flight 32, 0 and 50 ms
+    "everyday_cap_share": 0.9,  # max_in_flight 10 at 50 ms: >= 0.9 x 10 / 0.05 s = 180/s
+    "everyday_p50_redis_ms": 25.0,
+    "everyday_p99_redis_ms": 100.0,
+    "everyday_p50_orm_ms": 100.0,  # also SQLite (ORM broker)
+    "everyday_p99_orm_ms": 300.0,
+    "everyday_cpu_ms_per_delivery": 2.0,  # cluster + PostgreSQL + Redis + publisher
 }
+EVERYDAY_SCENARIOS = "a0_c10,a0_c32,a50_c10,a50_c32,b0_x3,c50,c200"
+EVERYDAY_SQLITE_SCENARIOS = ("a0_c32", "c50")
 
 
 def parse_args(argv=None):
@@ -81,6 +93,32 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=None, help="WEBHOOKHUB_Q_WORKERS")
     parser.add_argument("--batch-size", type=int, default=None, help="..._DELIVERY_BATCH_SIZE")
     parser.add_argument("--send-concurrency", type=int, default=None, help="..._SEND_CONCURRENCY")
+    parser.add_argument(
+        "--everyday-n", type=int, default=None, help="everyday: events per throughput run (2000)"
+    )
+    parser.add_argument(
+        "--everyday-duration", type=float, default=None, help="everyday: steady-rate seconds (15)"
+    )
+    parser.add_argument(
+        "--everyday-scenarios",
+        default=EVERYDAY_SCENARIOS,
+        help=f"everyday scenarios ({EVERYDAY_SCENARIOS}); SQLite runs only "
+        f"{','.join(EVERYDAY_SQLITE_SCENARIOS)} of them",
+    )
+    parser.add_argument(
+        "--everyday-sqlite",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="everyday: also run on SQLite with the ORM broker (default on)",
+    )
+    parser.add_argument(
+        "--everyday-sqlite-file",
+        default=str(LOGS / "everyday-bench.sqlite3"),
+        help="everyday: the SQLite file (deleted and migrated by the run)",
+    )
+    parser.add_argument(
+        "--everyday-timeout", type=float, default=120.0, help="everyday: wait for deliveries, s"
+    )
     parser.add_argument("--pg", default=DEFAULT_PG, help="PostgreSQL server URL (no db name)")
     parser.add_argument("--db-name", default=DEFAULT_DB, help="must start with webhookhub_bench")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
@@ -103,6 +141,10 @@ def parse_args(argv=None):
         args.duration = 5.0 if args.quick else 15.0
     if args.fanout_runs is None:
         args.fanout_runs = 3 if args.quick else 7
+    if args.everyday_n is None:
+        args.everyday_n = 500 if args.quick else 2000
+    if args.everyday_duration is None:
+        args.everyday_duration = 5.0 if args.quick else 15.0
     return args
 
 
@@ -264,6 +306,114 @@ def evaluate(results: dict) -> list[dict]:
                         "pass": None if p50 is None else (p50 < limit and scen.get("lost") == 0),
                     }
                 )
+    checks += everyday_checks(results)
+    return checks
+
+
+def everyday_latency_limits(variant: str) -> tuple[float, float]:
+    if variant.endswith("redis"):
+        return TARGETS["everyday_p50_redis_ms"], TARGETS["everyday_p99_redis_ms"]
+    return TARGETS["everyday_p50_orm_ms"], TARGETS["everyday_p99_orm_ms"]
+
+
+def everyday_target(variant: str, scen: dict) -> tuple[str, float | None, bool | None, str] | None:
+    """(target text, measured value, pass, short text) of one everyday throughput
+    scenario, if it has a target."""
+    if scen.get("shape") != "a":
+        return None
+    cap, delay = scen.get("max_in_flight"), scen.get("delay_ms", 0)
+    if cap == 32:
+        ratio = scen.get("ratio")
+        limit = TARGETS["everyday_ratio"]
+        return (
+            f"everyday {variant} a {delay:.0f} ms max_in_flight 32: webhookhub/bare >= {limit}",
+            ratio,
+            None if ratio is None else ratio >= limit,
+            f"ratio>={limit:g}",
+        )
+    if delay and scen.get("cap_ceiling_per_s") and cap != 32:
+        limit = TARGETS["everyday_cap_share"] * scen["cap_ceiling_per_s"]
+        value = (scen.get("webhookhub") or {}).get("deliveries_per_s")
+        return (
+            f"everyday {variant} a {delay:.0f} ms max_in_flight {cap}: >= "
+            f"{TARGETS['everyday_cap_share']} x {scen['cap_ceiling_per_s']:.0f}/s = {limit:.0f}/s",
+            value,
+            None if value is None else value >= limit,
+            f">={limit:.0f}/s",
+        )
+    return None
+
+
+def everyday_checks(results: dict) -> list[dict]:
+    checks = []
+    for variant, part in results.get("everyday", {}).items():
+        scenarios = part.get("scenarios", {})
+        for label, scen in scenarios.items():
+            if scen.get("error"):
+                checks.append(
+                    {"target": f"everyday {variant} {label} ran", "value": None, "pass": False}
+                )
+                continue
+            found = everyday_target(variant, scen)
+            if found:
+                checks.append({"target": found[0], "value": found[1], "pass": found[2]})
+            if scen.get("shape") == "c":
+                rate = scen["rate"]
+                offered = scen.get("offered_per_s")
+                short = (
+                    f" (publisher offered only {offered:.0f}/s)"
+                    if offered and offered < 0.95 * rate
+                    else ""
+                )
+                checks.append(
+                    {
+                        "target": f"everyday {variant} steady {rate:.0f}/s: keeps up (all "
+                        f"delivered within 5 s of the last publish){short}",
+                        "value": scen.get("delivered_within_grace"),
+                        "pass": bool(scen.get("keeps_up")),
+                    }
+                )
+                p50_limit, p99_limit = everyday_latency_limits(variant)
+                lat = scen.get("latency_ms") or {}
+                for q, limit in (("p50", p50_limit), ("p99", p99_limit)):
+                    value = lat.get(q)
+                    checks.append(
+                        {
+                            "target": f"everyday {variant} steady {rate:.0f}/s: {q} < "
+                            f"{limit:.0f} ms",
+                            "value": value,
+                            "pass": None if value is None else value < limit,
+                        }
+                    )
+        cpu_scen = scenarios.get("a0_c32", {})
+        cpu = (cpu_scen.get("webhookhub") or {}).get("cpu") or {}
+        if cpu:
+            limit = TARGETS["everyday_cpu_ms_per_delivery"]
+            value = cpu.get("ms_per_delivery")
+            checks.append(
+                {
+                    "target": f"everyday {variant} a0_c32 CPU <= {limit:g} ms per delivery "
+                    "(cluster + PostgreSQL + Redis + publisher)",
+                    "value": value,
+                    "pass": None if value is None else value <= limit,
+                }
+            )
+        workers = [
+            p["rss_mb"]
+            for scen in scenarios.values()
+            if scen.get("shape") == "a"
+            for p in (scen.get("webhookhub") or {}).get("processes", [])
+            if p["role"].startswith("worker")
+        ]
+        if workers:
+            checks.append(
+                {
+                    "target": f"everyday {variant} RSS < {TARGETS['worker_rss_mb']:.0f} MB per "
+                    "worker at the end of shape (a) (largest)",
+                    "value": max(workers),
+                    "pass": max(workers) < TARGETS["worker_rss_mb"],
+                }
+            )
     return checks
 
 
@@ -510,6 +660,8 @@ def render(results: dict) -> str:
                 add(f"    {q['count']:>3} × {q['sql'][:140]}")
         add("")
 
+    render_everyday(results, add)
+
     checks = results.get("checks", [])
     if checks:
         add("targets:")
@@ -533,12 +685,196 @@ def render(results: dict) -> str:
             **{f"fanout {b}": d for b, d in results.get("fanout", {}).items()},
             **{f"delivery {b}": d for b, d in results.get("delivery", {}).items()},
             "anatomy": results.get("anatomy") or {},
+            **{f"everyday {v}": d for v, d in results.get("everyday", {}).items()},
+            **{
+                f"everyday {v} {label}": scen
+                for v, d in results.get("everyday", {}).items()
+                for label, scen in d.get("scenarios", {}).items()
+            },
         }.items()
         if isinstance(v, dict) and v.get("error")
     ]
     for e in errors:
         add(f"  ERROR {e}")
     return "\n".join(lines)
+
+
+def fmt_lat(lat: dict, q: str, spec: str = ".1f") -> str:
+    """A latency percentile; `>wait` when it falls among events that never arrived."""
+    if lat.get(q) is None and lat.get(f"{q}_censored"):
+        return ">wait"
+    return fmt(lat.get(q), spec)
+
+
+def render_everyday(results: dict, add) -> None:
+    """Section 7: the everyday part (bench/everyday.py), every variant of the run."""
+    every = results.get("everyday")
+    if not every:
+        return
+    rows = [
+        (variant, label, scen)
+        for variant, part in every.items()
+        for label, scen in part.get("scenarios", {}).items()
+    ]
+    conf = next((p.get("settings") for p in every.values() if p.get("settings")), {}) or {}
+    tp = [r for r in rows if r[2].get("kind") == "throughput"]
+    st = [r for r in rows if r[2].get("kind") == "steady"]
+    n_events = next((s.get("events") for _v, _l, s in tp if s.get("events")), None)
+    add(
+        "7. everyday — one `with transaction.atomic(): publish()` per event from one thread "
+        f"(bench/everyday.py); qcluster {conf.get('workers')} workers, batch "
+        f"{conf.get('batch_size')}, send concurrency {conf.get('send_concurrency')}"
+    )
+    if tp:
+        add(
+            f"  (a) 1 endpoint / (b) 3 endpoints of one partner: N={fmt(n_events, ',d')} events; "
+            "deliveries/s from the first commit until the receiver has all; publish/s = the "
+            "publish loop alone; bare = the same signed requests, a requests.Session per thread, "
+            "threads = max_in_flight per endpoint; lat = commit -> arrival"
+        )
+        add(
+            f"  {'db/broker':10} {'scen':7} {'delay':>5} {'cap':>5} {'deliv':>6} "
+            f"{'publish/s':>9} {'webhookhub/s':>12} {'bare/s':>7} {'ratio':>5} {'target':>16} "
+            f"{'lat p50/p99 ms':>15} {'arrived':>11}"
+        )
+        for variant, label, scen in tp:
+            if scen.get("error"):
+                add(f"  {variant:10} {label:7} ERROR {scen['error'][:200]}")
+                continue
+            w = scen.get("webhookhub") or {}
+            cap = f"{scen['max_in_flight']}" + (
+                f"x{scen['endpoints']}" if scen.get("endpoints", 1) > 1 else ""
+            )
+            found = everyday_target(variant, scen)
+            target = "—"
+            if found:
+                target = f"{found[3]} {verdict(found[2])}"
+            lat = w.get("latency_ms") or {}
+            add(
+                f"  {variant:10} {label:7} {scen['delay_ms']:>3.0f}ms {cap:>5} {scen['n']:>6,} "
+                f"{fmt(w.get('publish_per_s')):>9} {fmt(w.get('deliveries_per_s')):>12} "
+                f"{fmt((scen.get('bare') or {}).get('deliveries_per_s')):>7} "
+                f"{fmt(scen.get('ratio'), '.2f'):>5} {target:>16} "
+                f"{fmt_lat(lat, 'p50', '.0f'):>7}/{fmt_lat(lat, 'p99', '.0f'):<7} "
+                f"{w.get('received', 0):>5}/{scen['n']:<5}"
+            )
+            if w and not w.get("complete"):
+                add(f"  {'':10} {label}: INCOMPLETE — {w.get('wait_ended')}")
+    if st:
+        first = st[0][2]
+        add(
+            f"  (c) steady open loop, one event per transaction, 1 endpoint (max_in_flight "
+            f"{first.get('max_in_flight')}), receiver 0 ms, {fmt(first.get('duration_s'), '.0f')} "
+            "s; commit -> arrival (ms); keeps up = all delivered within 5 s of the last publish"
+        )
+        add(
+            f"  {'db/broker':10} {'rate':>5} {'offered/s':>9} {'delivered/s':>11} {'events':>6} "
+            f"{'lost':>4} {'late':>4} {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6} "
+            f"{'publish ms':>10} {'keeps up':>8}  targets"
+        )
+        add(
+            "  (offered = events/s the publisher achieved; delivered/s = arrivals while it was "
+            "publishing; late = arrived after the 5 s grace; max = of the arrived)"
+        )
+        for variant, label, scen in st:
+            if scen.get("error"):
+                add(f"  {variant:10} {label:7} ERROR {scen['error'][:200]}")
+                continue
+            lat = scen.get("latency_ms") or {}
+            p50_limit, p99_limit = everyday_latency_limits(variant)
+            late = scen.get("received", 0) - scen.get("delivered_within_grace", 0)
+            add(
+                f"  {variant:10} {scen['rate']:>4.0f}/s {fmt(scen.get('offered_per_s')):>9} "
+                f"{fmt(scen.get('delivered_per_s_while_publishing')):>11} "
+                f"{scen.get('events', 0):>6} {scen.get('lost', 0):>4} {late:>4} "
+                f"{fmt_lat(lat, 'p50'):>6} {fmt_lat(lat, 'p95'):>6} "
+                f"{fmt_lat(lat, 'p99'):>6} {fmt(lat.get('max_arrived'), '.0f'):>6} "
+                f"{fmt((scen.get('publish_commit_ms') or {}).get('p50'), '.1f'):>10} "
+                f"{verdict(scen.get('keeps_up')):>8}  "
+                f"{target_text('p50<', p50_limit, lat.get('p50'), lambda v, t: v < t)}, "
+                f"{target_text('p99<', p99_limit, lat.get('p99'), lambda v, t: v < t)}"
+            )
+    cpu_rows = [
+        (variant, scen)
+        for variant, label, scen in tp
+        if label == "a0_c32" and (scen.get("webhookhub") or {}).get("cpu")
+    ]
+    if cpu_rows:
+        limit = TARGETS["everyday_cpu_ms_per_delivery"]
+        add(
+            "  (e) CPU seconds per 1,000 deliveries, a0_c32 (1 endpoint, 0 ms, max_in_flight 32), "
+            "first publish -> last arrival; ms/deliv = cluster + PostgreSQL + Redis + publisher "
+            "(CPU s per 1,000 = ms per delivery); the receiver (the partner) is not counted"
+        )
+        add(
+            f"  {'db/broker':10} {'cluster':>7} {'postgres':>8} {'redis':>6} {'publisher':>9} "
+            f"{'= ms/deliv':>10} {'target':>11} {'receiver':>8} {'other':>6}  "
+            "idle before (CPU s/s: cluster, postgres)"
+        )
+        for variant, scen in cpu_rows:
+            cpu = scen["webhookhub"]["cpu"]
+            per = cpu["per_1000_s"]
+            ms = cpu.get("ms_per_delivery")
+            add(
+                f"  {variant:10} {per.get('qcluster', 0):>7.2f} {per.get('postgres', 0):>8.2f} "
+                f"{per.get('redis', 0):>6.2f} {per.get('publisher', 0):>9.2f} "
+                f"{ms:>10.2f} "
+                f"{target_text('<=', limit, ms, lambda v, t: v <= t):>11} "
+                f"{per.get('receiver', 0):>8.2f} {per.get('other', 0):>6.2f}  "
+                + (
+                    f"{idle.get('qcluster', 0):.2f}, {idle.get('postgres', 0):.2f}"
+                    if (idle := scen.get("idle_cpu_per_s"))
+                    else "—"
+                )
+            )
+    rss_lines = []
+    for variant in every:
+        roles: dict[str, list[tuple[float, float]]] = {}
+        respawned = 0
+        for _v, _label, scen in [r for r in tp if r[0] == variant and r[2].get("shape") == "a"]:
+            w = scen.get("webhookhub") or {}
+            respawned += len(w.get("cluster_pids_new_during_run") or [])
+            for p in w.get("processes", []):
+                role = "worker" if p["role"].startswith("worker") else p["role"].split(" ")[0]
+                roles.setdefault(role, []).append((p["rss_mb"], p["hwm_mb"]))
+        if roles:
+            parts = [
+                f"{role} {max(v[0] for v in vals):.0f} ({max(v[1] for v in vals):.0f})"
+                for role, vals in roles.items()
+            ]
+            worst = max(v[0] for v in roles.get("worker", [(0, 0)]))
+            mark = verdict(worst < TARGETS["worker_rss_mb"]) if "worker" in roles else "n/a"
+            rss_lines.append(
+                f"  {variant:10} " + "; ".join(parts) + f" — worker < "
+                f"{TARGETS['worker_rss_mb']:.0f} MB {mark}; processes new during the runs "
+                f"(recycled workers): {respawned}"
+            )
+    if rss_lines:
+        add(
+            "  (f) RSS at the end of each shape-(a) run, MB, max over those runs per role "
+            "(peak VmHWM)"
+        )
+        for line in rss_lines:
+            add(line)
+    disturbed = []
+    for variant, label, scen in rows:
+        part = scen.get("webhookhub") or scen
+        other, wall = (part.get("cpu_s") or {}).get("other"), part.get("cpu_wall_s")
+        if other is not None and wall and other > 0.1 * wall * CPUS:
+            disturbed.append(f"{variant} {label} {100 * other / (wall * CPUS):.0f}%")
+    if disturbed:
+        add(
+            "  WARNING machine not idle — share of the CPU time used by other processes during "
+            "these runs (> 10 %: figures disturbed): " + ", ".join(disturbed)
+        )
+    for variant, label, scen in rows:
+        problems = scen.get("cluster_log_problems") or []
+        if problems:
+            add(
+                f"  {variant} {label}: {len(problems)} WARNING+ lines in the qcluster log, last: "
+                f"{problems[-1][:160]}"
+            )
+    add("")
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -676,6 +1012,51 @@ def main(argv=None) -> int:
                     tmp / f"delivery-{broker}.json",
                 )
                 results["config"] = results["delivery"][broker].get("settings", {})
+        if "everyday" in args.parts:
+            results["everyday"] = {}
+            variants = [
+                (f"pg/{b}", broker_env(children_env, b, args.redis_url), None) for b in brokers
+            ]
+            if args.everyday_sqlite:
+                sqlite_env = broker_env(children_env, "orm", args.redis_url)
+                sqlite_env["DATABASE_URL"] = (
+                    f"sqlite:///{Path(args.everyday_sqlite_file).resolve()}"
+                )
+                variants.append(("sqlite/orm", sqlite_env, args.everyday_sqlite_file))
+            wanted = [s.strip() for s in args.everyday_scenarios.split(",") if s.strip()]
+            for variant, child_env, sqlite_file in variants:
+                scenarios = (
+                    [s for s in wanted if s in EVERYDAY_SQLITE_SCENARIOS] if sqlite_file else wanted
+                )
+                if not scenarios:
+                    continue
+                print(f"== everyday ({variant}): {', '.join(scenarios)}", flush=True)
+                child_args = [
+                    "--receiver",
+                    receiver.base_url,
+                    "--receiver-pid",
+                    str(receiver_proc.pid),
+                    "--variant",
+                    variant,
+                    "--scenarios",
+                    ",".join(scenarios),
+                    "--n",
+                    str(args.everyday_n),
+                    "--duration",
+                    str(args.everyday_duration),
+                    "--delay-ms",
+                    str(args.delay_ms),
+                    "--timeout",
+                    str(args.everyday_timeout),
+                ]
+                if sqlite_file:
+                    child_args += ["--sqlite-file", str(Path(sqlite_file).resolve())]
+                results["everyday"][variant] = run_child(
+                    "bench.everyday",
+                    child_args,
+                    child_env,
+                    tmp / f"everyday-{variant.replace('/', '-')}.json",
+                )
         if "anatomy" in args.parts:
             print("== worker task anatomy (orm broker settings, in-process)", flush=True)
             results["anatomy"] = run_child(
