@@ -59,7 +59,7 @@ def settings_summary() -> dict:
     return {
         "broker": "redis" if settings.REDIS_URL else "orm",
         "workers": q["workers"],
-        "batch_size": settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE,
+        "batch_size": getattr(settings, "WEBHOOKHUB_DELIVERY_BATCH_SIZE", None),
         "send_concurrency": settings.WEBHOOKHUB_SEND_CONCURRENCY,
         "queue_limit": q.get("queue_limit"),
         "poll": q.get("poll"),

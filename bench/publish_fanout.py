@@ -149,7 +149,7 @@ def run(args) -> dict:
                     # minus the INFO connection of the "after" probe itself
                     else conns_after - conns_before - 1
                 ),
-                "tasks_enqueued": -(-size // settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE),
+                "tasks_enqueued": -(-size // settings.WEBHOOKHUB_DRAIN_ENDPOINTS_PER_TASK),
                 "query_shapes": [
                     {"count": count, "sql": shape[:600]} for shape, count in shapes.most_common()
                 ],
@@ -158,7 +158,7 @@ def run(args) -> dict:
         )
     return {
         "broker": "redis" if redis_url else "orm",
-        "batch_size": settings.WEBHOOKHUB_DELIVERY_BATCH_SIZE,
+        "batch_size": getattr(settings, "WEBHOOKHUB_DELIVERY_BATCH_SIZE", None),
         "results": results,
     }
 

@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.services import deliveries_cancel, deliveries_retry_now
+from events.models import Event
 from webhookhub.admin_utils import HistoryAdminMixin, actor
 
 STATUS_COLOURS = {
@@ -138,8 +139,6 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
         if not term:
             return queryset, False
         if term.startswith("evt_"):
-            from events.models import Event
-
             return queryset.filter(
                 event_id__in=Event.objects.filter(public_id=term).values("pk")
             ), False

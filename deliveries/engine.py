@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from deliveries import cluster, health, lifecycle, metrics, notices, ratelimit, signing, transport
@@ -154,25 +154,35 @@ class _Drain:
     in_flight: dict[Future, int] = field(default_factory=dict)  # future → endpoint id
     outcomes: list[Outcome] = field(default_factory=list)
 
-    def claim(self, lane: _Lane, *, now: datetime) -> list[int]:
-        """The deliveries of this lane that may go now, claimed."""
+    def claim(self, lane: _Lane, *, now: datetime) -> list[Delivery]:
+        """The deliveries of this lane that may go now, claimed. Each is marked with
+        whether it counts toward the lane's `max_in_flight` (`counted`)."""
         claim = _claimer(lane, token=self.token, now=now)
-        # A test event is someone checking the endpoint right now: it always goes, past
-        # the switch, the circuit, the cap and the rate limit (SPEC §4, "Test event").
-        ids = claim("tests", TEST_BATCH)
         endpoint, state = lane.endpoint, lane.health
-        if not endpoint.enabled:
-            lane.dry = not ids
-            return ids
         room = endpoint.max_in_flight - lane.mine - lane.others
+        held_back = (
+            not endpoint.enabled
+            or state.circuit_state != CircuitState.CLOSED
+            or endpoint.ordered
+            or endpoint.rate_limit_per_second
+            or room <= 0
+        )
+        if not held_back:
+            # The everyday case: one statement takes whatever is due, tests included.
+            return self._took(lane, [], claim("any", room))
+        # Something holds the endpoint's deliveries back. A test event is someone
+        # checking the endpoint right now: it goes past the switch, the circuit, the cap
+        # and the rate limit (SPEC §4, "Test event"), not counted toward the cap.
+        tests = claim("tests", TEST_BATCH)
+        if not endpoint.enabled:
+            return self._took(lane, tests, [])
         if state.circuit_state != CircuitState.CLOSED:
             if (
                 lane.probing
                 or room <= 0
                 or not health.probe_start(lane.pk, until=now + lane.lease(), now=now)
             ):
-                lane.dry = not ids
-                return ids
+                return self._took(lane, tests, [])
             # Probe: one delivery goes; the circuit is half-open until its result is in.
             state.circuit_state = CircuitState.HALF_OPEN
             if endpoint.ordered:
@@ -181,9 +191,7 @@ class _Drain:
                 oldest = lifecycle.oldest_due(lane.pk, now=now)
                 probe = claim("pk", 1, oldest) if oldest else []
             lane.probing = bool(probe)
-            lane.mine += len(probe)
-            lane.dry = not (ids or probe)
-            return ids + probe
+            return self._took(lane, tests, probe)
         if room > 0 and endpoint.rate_limit_per_second:
             room = self._rate_room(lane, room, now=now)
         taken = []
@@ -194,9 +202,18 @@ class _Drain:
                     taken += _ordered_next(lane, claim, now=now)
             else:
                 taken = claim("others", room)
-        lane.mine += len(taken)
-        lane.dry = not (ids or taken) and lane.rate_wait_until <= time.monotonic()
-        return ids + taken
+        return self._took(lane, tests, taken)
+
+    @staticmethod
+    def _took(lane: _Lane, uncounted: list[Delivery], counted: list[Delivery]) -> list:
+        for delivery in uncounted:
+            delivery.counted = False
+        for delivery in counted:
+            delivery.counted = True
+        lane.mine += len(counted)
+        waiting_for_token = lane.rate_wait_until > time.monotonic()
+        lane.dry = not (uncounted or counted) and not waiting_for_token
+        return uncounted + counted
 
     def _rate_room(self, lane: _Lane, room: int, *, now: datetime) -> int:
         if lane.rate_wait_until > time.monotonic():
@@ -218,7 +235,7 @@ class _Drain:
 
 
 def _claimer(lane: _Lane, *, token: str, now: datetime):
-    def claim(which: str, limit: int, pk: int | None = None) -> list[int]:
+    def claim(which: str, limit: int, pk: int | None = None) -> list[Delivery]:
         return lifecycle.claim(
             lane.pk, limit=limit, token=token, lease=lane.lease(), now=now, which=which, pk=pk
         )
@@ -226,7 +243,7 @@ def _claimer(lane: _Lane, *, token: str, now: datetime):
     return claim
 
 
-def _ordered_next(lane: _Lane, claim, *, now: datetime) -> list[int]:
+def _ordered_next(lane: _Lane, claim, *, now: datetime) -> list[Delivery]:
     """An ordered endpoint: its queue's head, only when nothing of the queue is in
     flight; the rest of the queue is held until the head is done."""
     head = lifecycle.ordered_head(lane.pk)
@@ -268,6 +285,7 @@ def drain(
     if not held:
         return []
     run.lanes = _load_lanes(held, token=run.token, now=now)
+    _commit_without_waiting(True)
     started = time.monotonic()
     renew_at = started + RENEW_SECONDS
     idle_since = None
@@ -281,9 +299,9 @@ def drain(
             if not stop:
                 now = timezone.now()
                 for lane in list(run.lanes.values()):
-                    ids = run.claim(lane, now=now)
-                    if ids:
-                        _submit(run, ids, lane)
+                    claimed = run.claim(lane, now=now)
+                    if claimed:
+                        _submit(run, claimed, lane)
             if not run.in_flight:
                 if stop:
                     break
@@ -308,6 +326,7 @@ def drain(
             _collect(run, wait(list(run.in_flight)).done)
         lanes = list(run.lanes)
         health.drain_release(lanes, run.holder)
+        _commit_without_waiting(False)
     if not cluster.stopping():
         # Released, then looked again: work that arrived while we held the lease (whose
         # wake found it taken) is not left for the dispatcher.
@@ -315,6 +334,20 @@ def drain(
         if again:
             wake(again)
     return run.outcomes
+
+
+def _commit_without_waiting(on: bool) -> None:
+    """PostgreSQL: a drain's own commits (claims, results, leases) do not wait for the
+    WAL to reach the disk (`synchronous_commit = off`): a crash of the database server
+    itself may forget the last fraction of a second of them, which makes those
+    deliveries due again and sends them again — at-least-once holds, and a worker that
+    waited for an fsync per claim and per result could not keep up with one publish
+    per transaction. The publisher's own transactions are untouched."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SET synchronous_commit TO off" if on else "SET synchronous_commit TO DEFAULT"
+            )
 
 
 def _renew(run: _Drain) -> None:
@@ -333,8 +366,7 @@ def _renew(run: _Drain) -> None:
         lane.others = lifecycle.in_flight_count(pk, now=now, exclude_token=run.token)
 
 
-def _submit(run: _Drain, ids: list[int], lane: _Lane) -> None:
-    deliveries = list(Delivery.objects.filter(pk__in=ids).select_related("event").order_by("pk"))
+def _submit(run: _Drain, deliveries: list[Delivery], lane: _Lane) -> None:
     now = timezone.now()
     for delivery in deliveries:
         delivery.endpoint = lane.endpoint
@@ -348,7 +380,7 @@ def _collect(run: _Drain, done: Iterable[Future]) -> None:
         endpoint_id = run.in_flight.pop(future)
         outcome = future.result()
         lane = run.lanes.get(endpoint_id)
-        if lane is not None and outcome.delivery.next_trigger != Trigger.TEST:
+        if lane is not None and getattr(outcome.delivery, "counted", False):
             lane.mine -= 1
             lane.probing = False
         batch.append(outcome)
@@ -358,7 +390,8 @@ def _collect(run: _Drain, done: Iterable[Future]) -> None:
         logger.warning("%d deliveries not sent: lease ran short", len(unsent))
         lifecycle.release(unsent, token=run.token, now=timezone.now())
     if sent:
-        after = attempts_record(sent, token=run.token)
+        known = {pk: lane.health for pk, lane in run.lanes.items()}
+        after = attempts_record(sent, token=run.token, known=known)
         run.outcomes.extend(sent)
         # The circuit may have opened or closed, the endpoint been switched off.
         changed = {o.delivery.endpoint_id for o in sent if not o.result.succeeded}
@@ -368,7 +401,9 @@ def _collect(run: _Drain, done: Iterable[Future]) -> None:
             run.lanes[pk].endpoint.refresh_from_db(fields=["enabled"])
 
 
-def attempts_record(outcomes: Sequence[Outcome], *, token: str) -> health.Aftermath:
+def attempts_record(
+    outcomes: Sequence[Outcome], *, token: str, known: dict[int, EndpointHealth] | None = None
+) -> health.Aftermath:
     """Write the attempt rows and move each delivery to its next state, atomically:
     one multi-row INSERT, one UPDATE per outcome kind, then the endpoints' health.
 
@@ -403,6 +438,7 @@ def attempts_record(outcomes: Sequence[Outcome], *, token: str) -> health.Afterm
                     if o.delivery.next_trigger != Trigger.TEST
                 ],
                 now=now,
+                known=known,
             )
     except DatabaseError:
         # E.g. the endpoint was deleted meanwhile. The leases expire; nothing is lost.
@@ -505,8 +541,7 @@ def send_test(delivery: Delivery) -> list[Outcome]:
     token = uuid.uuid4().hex
     endpoint = Endpoint.objects.get(pk=delivery.endpoint_id)
     leases = {endpoint.pk: lease_for(endpoint.timeout_seconds)}
-    ids = lifecycle.claim_ids([delivery.pk], token=token, lease_by_endpoint=leases, now=now)
-    claimed = list(Delivery.objects.filter(pk__in=ids).select_related("event"))
+    claimed = lifecycle.claim_ids([delivery.pk], token=token, lease_by_endpoint=leases, now=now)
     outcomes = []
     for row in claimed:
         row.endpoint = endpoint

@@ -137,11 +137,18 @@ class Aftermath:
     disable: list[tuple[int, str, str]] = field(default_factory=list)  # (id, kind, reason)
 
 
-def after_attempts(results: Sequence[tuple[int, bool, int | None]], *, now: datetime) -> Aftermath:
+def after_attempts(
+    results: Sequence[tuple[int, bool, int | None]],
+    *,
+    now: datetime,
+    known: dict[int, EndpointHealth] | None = None,
+) -> Aftermath:
     """Update health from (endpoint id, succeeded, status code) in completion order.
 
-    Called in the transaction that records the attempts, after the delivery rows. A
-    healthy endpoint whose streak is already zero costs no write at all.
+    Called in the transaction that records the attempts, after the delivery rows.
+    `known`: the caller's copy of the health rows (a drain's, refreshed at least every
+    second and after every failure); an endpoint that only succeeded and was closed
+    with no streak there costs no statement at all.
     """
     by_endpoint = defaultdict(list)
     for endpoint_id, ok, status_code in results:
@@ -154,6 +161,14 @@ def after_attempts(results: Sequence[tuple[int, bool, int | None]], *, now: date
         trailing = 0
         for ok, _ in group:
             trailing = 0 if ok else trailing + 1
+        state = (known or {}).get(endpoint_id)
+        healthy = (
+            state is not None
+            and state.circuit_state == CircuitState.CLOSED
+            and state.consecutive_failures == 0
+        )
+        if trailing == 0 and healthy:
+            continue
         if trailing < len(group) and _succeeded(endpoint_id):
             after.recovered.append(endpoint_id)
         if trailing:

@@ -32,25 +32,47 @@ from deliveries.models import (
     Trigger,
     due_q,
 )
+from events.models import Event
 
 _WAITING_SQL = "('pending', 'retrying')"
 # One statement: lock up to N due rows of one endpoint that nobody else holds, oldest
-# first, and make them ours. Constants and placeholders only.
+# first, make them ours, and return them with what sending needs of their event.
+# Constants and placeholders only.
 _CLAIM_SQL = (
-    "UPDATE deliveries_delivery SET status = 'in_flight', lease_token = %(token)s, "  # noqa: S608
-    "claimed_until = %(until)s, updated_at = %(now)s "
+    "WITH claimed AS (UPDATE deliveries_delivery SET status = 'in_flight', "  # noqa: S608
+    "lease_token = %(token)s, claimed_until = %(until)s, updated_at = %(now)s "
     "WHERE id IN (SELECT id FROM deliveries_delivery "
     f"WHERE endpoint_id = %(endpoint)s AND status IN {_WAITING_SQL} "
     "AND next_attempt_at <= %(now)s {extra} "
     "ORDER BY next_attempt_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
-    "RETURNING id"
+    "RETURNING *) "
+    "SELECT claimed.*, e.public_id AS event__public_id, e.body AS event__body, "
+    "e.event_type_id AS event__event_type_id, e.partner_id AS event__partner_id "
+    "FROM claimed JOIN events_event e ON e.id = claimed.event_id ORDER BY claimed.id"
 )
 _CLAIM_EXTRA = {
+    "any": "",
     "tests": "AND next_trigger = 'test'",
     "others": "AND next_trigger <> 'test'",
     "unordered": "AND next_trigger NOT IN ('test', 'auto', 'retry')",
     "pk": "AND id = %(pk)s",
 }
+_EVENT_FIELDS = ("public_id", "body", "event_type_id", "partner_id")
+
+
+def _with_event(rows) -> list[Delivery]:
+    """Deliveries from the claim's rows, each with its event (the fields sending needs;
+    the others load on access)."""
+    claimed = []
+    for delivery in rows:
+        known = {f"{name}": getattr(delivery, f"event__{name}") for name in _EVENT_FIELDS}
+        known["id"] = delivery.event_id
+        names = [f.attname for f in Event._meta.concrete_fields if f.attname in known]
+        delivery.event = Event.from_db(
+            delivery._state.db, names, [known[name] for name in names]
+        )
+        claimed.append(delivery)
+    return claimed
 
 
 def claim(
@@ -62,12 +84,13 @@ def claim(
     now: datetime,
     which: str = "others",
     pk: int | None = None,
-) -> list[int]:
+) -> list[Delivery]:
     """Take up to `limit` due deliveries of one endpoint: → in_flight with our lease.
 
-    `which`: "tests" (test events only), "others" (everything but tests),
+    `which`: "any", "tests" (test events only), "others" (everything but tests),
     "unordered" (replays and manual retries: what bypasses an ordered queue), or "pk"
-    (just `pk`, e.g. an ordered endpoint's head). Returns the claimed ids.
+    (just `pk`, e.g. an ordered endpoint's head). Returns the claimed deliveries, their
+    event loaded, in id order.
     """
     if limit <= 0:
         return []
@@ -80,12 +103,12 @@ def claim(
             "limit": limit,
             "pk": pk,
         }
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL.format(extra=_CLAIM_EXTRA[which]), params)
-            return [row[0] for row in cursor.fetchall()]
+        sql = _CLAIM_SQL.format(extra=_CLAIM_EXTRA[which])
+        return _with_event(Delivery.objects.raw(sql, params))
     due = Delivery.objects.filter(endpoint_id=endpoint_id, status__in=WAITING_STATUSES)
     due = due.filter(next_attempt_at__lte=now)
     due = {
+        "any": due,
         "tests": due.filter(next_trigger=Trigger.TEST),
         "others": due.exclude(next_trigger=Trigger.TEST),
         "unordered": due.exclude(next_trigger__in=(Trigger.TEST, *ORDERED_TRIGGERS)),
@@ -106,7 +129,9 @@ def claim(
             updated_at=now,
         )
         return list(
-            Delivery.objects.filter(pk__in=ids, lease_token=token).values_list("pk", flat=True)
+            Delivery.objects.filter(pk__in=ids, lease_token=token)
+            .select_related("event")
+            .order_by("pk")
         )
 
 
@@ -123,7 +148,7 @@ def oldest_due(endpoint_id: int, *, now: datetime) -> int | None:
 
 def claim_ids(
     ids: Iterable[int], *, token: str, lease_by_endpoint: dict[int, timedelta], now: datetime
-) -> list[int]:
+) -> list[Delivery]:
     """Take exactly these deliveries if they are due (tests and tools that name them)."""
     taken = []
     rows = Delivery.objects.filter(pk__in=list(ids), status__in=WAITING_STATUSES)

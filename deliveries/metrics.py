@@ -23,6 +23,8 @@ from django.utils import timezone
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from deliveries import selectors
+
 logger = logging.getLogger(__name__)
 
 
@@ -174,8 +176,6 @@ def _queue_depth() -> int:
 
 
 def _state_families() -> Iterable[GaugeMetricFamily]:
-    from deliveries import selectors
-
     now = timezone.now()
     statuses = selectors.delivery_status_counts()
     yield _labelled(

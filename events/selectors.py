@@ -1,6 +1,7 @@
 """Read queries about events: which endpoints an event goes to."""
 
 from endpoints.models import Partner
+from events.models import Event
 from events.routing import routes
 
 
@@ -22,8 +23,6 @@ def endpoint_ids_for_event(event_type: str, partner: Partner | None, envelope: d
 
 def events_matching_pattern(pattern: str, *, limit: int = 100):
     """The newest events a subscription value (`order.paid`, `order.*`, `*`) selects."""
-    from events.models import Event
-
     events = Event.objects.select_related("event_type").order_by("-created_at", "-id")
     if pattern == "*":
         events = events.exclude(event_type__name__startswith="webhookhub.")

@@ -47,4 +47,4 @@ def take(ids) -> tuple[str, list]:
         for e in Endpoint.objects.filter(pk__in=rows.values("endpoint_id"))
     }
     taken = lifecycle.claim_ids(ids, token=token, lease_by_endpoint=leases, now=now)
-    return token, list(Delivery.objects.filter(pk__in=taken).order_by("pk"))
+    return token, sorted(taken, key=lambda d: d.pk)

@@ -19,6 +19,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
 
+from deliveries.selectors import dispatcher_heartbeat
 from webhookhub.checks import q_workers_problem
 
 MIGRATIONS_RECHECK = 60.0  # seconds: an all-applied result is trusted this long
@@ -73,8 +74,6 @@ def check_broker() -> dict:
 
 def check_cluster() -> dict:
     """A dispatcher loop renewed its lease within WEBHOOKHUB_READY_HEARTBEAT_SECONDS."""
-    from deliveries.selectors import dispatcher_heartbeat
-
     limit = settings.WEBHOOKHUB_READY_HEARTBEAT_SECONDS
     beat = dispatcher_heartbeat()
     if beat is None:
