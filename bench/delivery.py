@@ -59,7 +59,10 @@ def settings_summary() -> dict:
     return {
         "broker": "redis" if settings.REDIS_URL else "orm",
         "workers": q["workers"],
-        "batch_size": getattr(settings, "WEBHOOKHUB_DELIVERY_BATCH_SIZE", None),
+        # Drains claim up to an endpoint's max_in_flight per wave; the warm-up sizes its
+        # batch by the send concurrency, and a commit wakes its endpoints a few per task.
+        "batch_size": settings.WEBHOOKHUB_SEND_CONCURRENCY,
+        "endpoints_per_task": settings.WEBHOOKHUB_DRAIN_ENDPOINTS_PER_TASK,
         "send_concurrency": settings.WEBHOOKHUB_SEND_CONCURRENCY,
         "queue_limit": q.get("queue_limit"),
         "poll": q.get("poll"),
@@ -486,7 +489,8 @@ def throughput(args, receiver: Receiver, delay_ms: float, label: str) -> dict:
             .annotate(n=Count("id"))
         )
         seconds = (last_arrival - first_commit) if last_arrival else None
-        fast_path_tasks = sum(math.ceil(c * n_endpoints / conf["batch_size"]) for c in per_txn)
+        # At most: endpoints being drained are not woken again.
+        fast_path_tasks = len(per_txn) * math.ceil(n_endpoints / conf["endpoints_per_task"])
         result["qcluster"] = {
             "received": len(got),
             "complete": len(got) == n and succeeded >= n,

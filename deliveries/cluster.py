@@ -51,14 +51,23 @@ def _find_sentinel():
 
 
 def stopping() -> bool:
-    """True once this worker's cluster is shutting down (or the worker got SIGTERM)."""
+    """True once this worker's cluster is shutting down (or the worker got SIGTERM).
+
+    Read without taking the Event's lock (`Event.is_set()` acquires a lock shared with
+    the Sentinel; a worker killed while holding it would hang the whole cluster's
+    shutdown): the flag's semaphore value, where the platform has it."""
     if _signalled.is_set():
         return True
     sentinel = _find_sentinel()
-    try:
-        return bool(sentinel is not None and sentinel.stop_event.is_set())
-    except Exception:  # pragma: no cover - a changed django-q2
+    if sentinel is None:
         return False
+    try:
+        return sentinel.stop_event._flag.get_value() > 0
+    except (AttributeError, NotImplementedError):  # pragma: no cover - macOS, changed
+        try:
+            return bool(sentinel.stop_event.is_set())
+        except Exception:
+            return False
 
 
 def others_waiting() -> bool:

@@ -297,11 +297,7 @@ def drain(
                 renew_at = clock + RENEW_SECONDS
             stop = cluster.stopping() or clock - started >= budget or not run.lanes
             if not stop:
-                now = timezone.now()
-                for lane in list(run.lanes.values()):
-                    claimed = run.claim(lane, now=now)
-                    if claimed:
-                        _submit(run, claimed, lane)
+                _fill(run)
             if not run.in_flight:
                 if stop:
                     break
@@ -319,11 +315,14 @@ def drain(
                 continue
             idle_since = None
             done, _ = wait(list(run.in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
-            _collect(run, done)
+            answered = _settle(run, done)
+            if not stop:
+                _fill(run)  # the freed room goes back to work before the answers are written
+            _record(run, answered)
     finally:
         # Whatever is still out (an exception above) is waited for and recorded.
         if run.in_flight:
-            _collect(run, wait(list(run.in_flight)).done)
+            _record(run, _settle(run, wait(list(run.in_flight)).done))
         lanes = list(run.lanes)
         health.drain_release(lanes, run.holder)
         _commit_without_waiting(False)
@@ -374,7 +373,17 @@ def _submit(run: _Drain, deliveries: list[Delivery], lane: _Lane) -> None:
         run.in_flight[future] = lane.pk
 
 
-def _collect(run: _Drain, done: Iterable[Future]) -> None:
+def _fill(run: _Drain) -> None:
+    """Claim and send what each lane may send now."""
+    now = timezone.now()
+    for lane in list(run.lanes.values()):
+        claimed = run.claim(lane, now=now)
+        if claimed:
+            _submit(run, claimed, lane)
+
+
+def _settle(run: _Drain, done: Iterable[Future]) -> list[Outcome]:
+    """Take the answered requests off the window (their room is free again)."""
     batch = []
     for future in done:
         endpoint_id = run.in_flight.pop(future)
@@ -384,6 +393,13 @@ def _collect(run: _Drain, done: Iterable[Future]) -> None:
             lane.mine -= 1
             lane.probing = False
         batch.append(outcome)
+    return batch
+
+
+def _record(run: _Drain, batch: list[Outcome]) -> None:
+    """Write what came back; refresh the health of lanes whose state may have moved."""
+    if not batch:
+        return
     sent = [o for o in batch if o.result is not None]
     unsent = [o.delivery.pk for o in batch if o.result is None]
     if unsent:
