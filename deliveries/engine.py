@@ -11,8 +11,8 @@ amortised over whatever is due: one UPDATE … RETURNING claims a batch, one mul
 INSERT and a few UPDATEs record it.
 
 Which deliveries may go now (switch, circuit, ordered queue, cap, rate limit) is
-decided here, per endpoint, from its configuration and health; each status change is
-`deliveries.lifecycle`; circuit and streak are `deliveries.health`. The lease on each
+`deliveries.admission`; writing what came back is `deliveries.recording`; each status
+change is `deliveries.lifecycle`; circuit and streak are `deliveries.health`. The lease on each
 delivery outlasts the endpoint's timeout and a request starts only if it fits in what
 is left of it, so a slow request is never handed to a second worker, and a worker that
 dies leaves leases that expire and make the rows due again.
@@ -22,27 +22,20 @@ import logging
 import os
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection
 from django.utils import timezone
 
-from deliveries import cluster, health, lifecycle, metrics, notices, ratelimit, signing, transport
+from deliveries import cluster, health, lifecycle, signing, transport
+from deliveries.admission import Lane, admit, connect_timeout_for, lease_for, load_lanes
 from deliveries.dispatch import wake
-from deliveries.models import (
-    CircuitState,
-    Delivery,
-    DeliveryAttempt,
-    DeliveryStatus,
-    EndpointHealth,
-    Trigger,
-)
-from deliveries.policy import RetryPolicy, next_delay
+from deliveries.models import CircuitState, Delivery, Trigger
+from deliveries.recording import Outcome, attempts_record
 from endpoints.models import Endpoint
 
 logger = logging.getLogger(__name__)
@@ -50,28 +43,8 @@ logger = logging.getLogger(__name__)
 DRAIN_LEASE = timedelta(seconds=10)  # renewed every RENEW_SECONDS while draining
 RENEW_SECONDS = 1.0
 LINGER_POLL_SECONDS = 0.01
-TEST_BATCH = 20
 
-
-def connect_timeout_for(timeout_seconds: float) -> float:
-    return min(5.0, float(timeout_seconds))
-
-
-def lease_for(timeout_seconds: int) -> timedelta:
-    """How long a claim on a delivery to an endpoint with this timeout lasts."""
-    return timedelta(
-        seconds=timeout_seconds
-        + connect_timeout_for(timeout_seconds)
-        + settings.WEBHOOKHUB_LEASE_MARGIN_SECONDS
-    )
-
-
-@dataclass
-class Outcome:
-    delivery: Delivery
-    request: transport.OutboundRequest
-    result: transport.AttemptResult | None  # None: not sent, the lease ran short
-    started_at: datetime
+__all__ = ["attempts_record", "deliver", "drain", "lease_for", "send_test"]
 
 
 def build_request(delivery: Delivery, *, now: datetime) -> transport.OutboundRequest:
@@ -129,145 +102,12 @@ def _send_one(delivery: Delivery, request: transport.OutboundRequest) -> Outcome
 
 
 @dataclass
-class _Lane:
-    endpoint: Endpoint
-    health: EndpointHealth
-    mine: int = 0  # our requests in flight (tests excluded)
-    others: int = 0  # requests under other leases (a previous holder's, a CLI test)
-    probing: bool = False
-    dry: bool = False  # the last claim found nothing due
-    rate_wait_until: float = 0.0  # monotonic time the rate limit lets the next one go
-
-    @property
-    def pk(self) -> int:
-        return self.endpoint.pk
-
-    def lease(self) -> timedelta:
-        return lease_for(self.endpoint.timeout_seconds)
-
-
-@dataclass
 class _Drain:
     holder: str
     token: str
-    lanes: dict[int, _Lane] = field(default_factory=dict)
+    lanes: dict[int, Lane] = field(default_factory=dict)
     in_flight: dict[Future, int] = field(default_factory=dict)  # future → endpoint id
     outcomes: list[Outcome] = field(default_factory=list)
-
-    def claim(self, lane: _Lane, *, now: datetime) -> list[Delivery]:
-        """The deliveries of this lane that may go now, claimed. Each is marked with
-        whether it counts toward the lane's `max_in_flight` (`counted`)."""
-        claim = _claimer(lane, token=self.token, now=now)
-        endpoint, state = lane.endpoint, lane.health
-        room = endpoint.max_in_flight - lane.mine - lane.others
-        held_back = (
-            not endpoint.enabled
-            or state.circuit_state != CircuitState.CLOSED
-            or endpoint.ordered
-            or endpoint.rate_limit_per_second
-            or room <= 0
-        )
-        if not held_back:
-            # The everyday case: one statement takes whatever is due, tests included.
-            return self._took(lane, [], claim("any", room))
-        # Something holds the endpoint's deliveries back. A test event is someone
-        # checking the endpoint right now: it goes past the switch, the circuit, the cap
-        # and the rate limit (SPEC §4, "Test event"), not counted toward the cap.
-        tests = claim("tests", TEST_BATCH)
-        if not endpoint.enabled:
-            return self._took(lane, tests, [])
-        if state.circuit_state != CircuitState.CLOSED:
-            if (
-                lane.probing
-                or room <= 0
-                or not health.probe_start(lane.pk, until=now + lane.lease(), now=now)
-            ):
-                return self._took(lane, tests, [])
-            # Probe: one delivery goes; the circuit is half-open until its result is in.
-            state.circuit_state = CircuitState.HALF_OPEN
-            if endpoint.ordered:
-                probe = _ordered_next(lane, claim, now=now)
-            else:
-                oldest = lifecycle.oldest_due(lane.pk, now=now)
-                probe = claim("pk", 1, oldest) if oldest else []
-            lane.probing = bool(probe)
-            return self._took(lane, tests, probe)
-        if room > 0 and endpoint.rate_limit_per_second:
-            room = self._rate_room(lane, room, now=now)
-        taken = []
-        if room > 0:
-            if endpoint.ordered:
-                taken = claim("unordered", room)
-                if len(taken) < room:
-                    taken += _ordered_next(lane, claim, now=now)
-            else:
-                taken = claim("others", room)
-        return self._took(lane, tests, taken)
-
-    @staticmethod
-    def _took(lane: _Lane, uncounted: list[Delivery], counted: list[Delivery]) -> list:
-        for delivery in uncounted:
-            delivery.counted = False
-        for delivery in counted:
-            delivery.counted = True
-        lane.mine += len(counted)
-        waiting_for_token = lane.rate_wait_until > time.monotonic()
-        lane.dry = not (uncounted or counted) and not waiting_for_token
-        return uncounted + counted
-
-    def _rate_room(self, lane: _Lane, room: int, *, now: datetime) -> int:
-        if lane.rate_wait_until > time.monotonic():
-            return 0
-        due = (
-            Delivery.objects.filter(endpoint_id=lane.pk, status__in=("pending", "retrying"))
-            .filter(next_attempt_at__lte=now)
-            .exclude(next_trigger=Trigger.TEST)
-            .values_list("pk", flat=True)[:room]
-        )
-        wanted = len(due)
-        if not wanted:
-            return 0
-        waits = ratelimit.take(lane.endpoint, wanted, now=now, health=lane.health)
-        granted = sum(1 for w in waits if w <= 0)
-        if granted < wanted:
-            lane.rate_wait_until = time.monotonic() + min(w for w in waits if w > 0)
-        return granted
-
-
-def _claimer(lane: _Lane, *, token: str, now: datetime):
-    def claim(which: str, limit: int, pk: int | None = None) -> list[Delivery]:
-        return lifecycle.claim(
-            lane.pk, limit=limit, token=token, lease=lane.lease(), now=now, which=which, pk=pk
-        )
-
-    return claim
-
-
-def _ordered_next(lane: _Lane, claim, *, now: datetime) -> list[Delivery]:
-    """An ordered endpoint: its queue's head, only when nothing of the queue is in
-    flight; the rest of the queue is held until the head is done."""
-    head = lifecycle.ordered_head(lane.pk)
-    if head is None:
-        return []
-    lifecycle.hold_ordered(lane.pk, head_pk=head["pk"], now=now)
-    if head["status"] == DeliveryStatus.IN_FLIGHT:
-        return []
-    if head["next_attempt_at"] is None:
-        lifecycle.release_ordered([lane.pk], now=now)
-    return claim("pk", 1, head["pk"])
-
-
-def _load_lanes(endpoint_ids: Sequence[int], *, token: str, now: datetime) -> dict[int, _Lane]:
-    # One Endpoint object (one decryption of its secrets) per endpoint, not per row.
-    endpoints = Endpoint.objects.in_bulk(list(endpoint_ids))
-    states = EndpointHealth.objects.in_bulk(list(endpoint_ids))
-    lanes = {}
-    for pk in endpoint_ids:
-        if pk in endpoints and pk in states:
-            lane = _Lane(endpoints[pk], states[pk])
-            lane.others = lifecycle.in_flight_count(pk, now=now, exclude_token=token)
-            lanes[pk] = lane
-    return lanes
 
 
 def drain(
@@ -284,7 +124,7 @@ def drain(
     held = [pk for pk in wanted if health.drain_acquire(pk, run.holder, ttl=DRAIN_LEASE, now=now)]
     if not held:
         return []
-    run.lanes = _load_lanes(held, token=run.token, now=now)
+    run.lanes = load_lanes(held, token=run.token, now=now)
     _commit_without_waiting(True)
     started = time.monotonic()
     renew_at = started + RENEW_SECONDS
@@ -365,7 +205,7 @@ def _renew(run: _Drain) -> None:
         lane.others = lifecycle.in_flight_count(pk, now=now, exclude_token=run.token)
 
 
-def _submit(run: _Drain, deliveries: list[Delivery], lane: _Lane) -> None:
+def _submit(run: _Drain, deliveries: list[Delivery], lane: Lane) -> None:
     now = timezone.now()
     for delivery in deliveries:
         delivery.endpoint = lane.endpoint
@@ -377,7 +217,7 @@ def _fill(run: _Drain) -> None:
     """Claim and send what each lane may send now."""
     now = timezone.now()
     for lane in list(run.lanes.values()):
-        claimed = run.claim(lane, now=now)
+        claimed = admit(lane, token=run.token, now=now)
         if claimed:
             _submit(run, claimed, lane)
 
@@ -415,113 +255,6 @@ def _record(run: _Drain, batch: list[Outcome]) -> None:
         for pk in changed & set(run.lanes):
             run.lanes[pk].health = health.of(pk)
             run.lanes[pk].endpoint.refresh_from_db(fields=["enabled"])
-
-
-def attempts_record(
-    outcomes: Sequence[Outcome], *, token: str, known: dict[int, EndpointHealth] | None = None
-) -> health.Aftermath:
-    """Write the attempt rows and move each delivery to its next state, atomically:
-    one multi-row INSERT, one UPDATE per outcome kind, then the endpoints' health.
-
-    A delivery whose lease is no longer ours (it expired and another worker took it)
-    keeps its attempt row — the request did happen — but its state is not touched.
-    """
-    now = timezone.now()
-    successes: dict[int, list[int]] = defaultdict(list)
-    failures = []
-    finished_ordered = set()  # ordered endpoints whose head is done: the next may go
-    for outcome in outcomes:
-        delivery = outcome.delivery
-        if outcome.result.succeeded:
-            successes[outcome.result.status_code].append(delivery.pk)
-        else:
-            failures.append(_failure(outcome, now=now))
-        if delivery.endpoint.ordered and (outcome.result.succeeded or failures[-1][1] is None):
-            finished_ordered.add(delivery.endpoint_id)
-    try:
-        with transaction.atomic():
-            DeliveryAttempt.objects.bulk_create(
-                [_attempt_row(outcome) for outcome in outcomes], batch_size=500
-            )
-            lifecycle.succeed(successes, token=token, now=now)
-            dead = set(lifecycle.fail(failures, token=token, now=now))
-            lifecycle.release_ordered(finished_ordered, now=now)
-            # Health last: deliveries, then health rows, in every transaction.
-            after = health.after_attempts(
-                [
-                    (o.delivery.endpoint_id, o.result.succeeded, o.result.status_code)
-                    for o in outcomes
-                    if o.delivery.next_trigger != Trigger.TEST
-                ],
-                now=now,
-                known=known,
-            )
-    except DatabaseError:
-        # E.g. the endpoint was deleted meanwhile. The leases expire; nothing is lost.
-        logger.exception("could not record %d attempts", len(outcomes))
-        return health.Aftermath()
-    metrics.attempts_recorded(outcomes, dead=len(dead))  # [metrics] counters for /metrics
-    for outcome in outcomes:
-        if outcome.delivery.pk in dead and outcome.delivery.next_trigger != Trigger.TEST:
-            notices.delivery_dead(outcome.delivery)
-        _log(outcome)
-    health.act_on(after, now=now)
-    return after
-
-
-def _failure(outcome: Outcome, *, now: datetime) -> tuple[int, datetime | None, int | None, str]:
-    """(pk, next attempt or None for dead, status code, error) for a failed attempt."""
-    delivery, result = outcome.delivery, outcome.result
-    error = result.error_message or result.error_kind or ""
-    if result.error_kind == "http_status" and result.body.strip():
-        # What the receiver said is what support needs first: "HTTP 503: {"error": …}".
-        error = f"{error}: {' '.join(result.body.split())[:300]}"
-    if delivery.next_trigger == Trigger.TEST:
-        delay = None  # a test event shows its result at once; it is not retried
-    else:
-        policy = RetryPolicy.from_dict(delivery.endpoint.retry_policy or None)
-        delay = next_delay(policy, delivery.attempt_count + 1, result, now=now)
-    return (delivery.pk, None if delay is None else now + delay, result.status_code, error[:500])
-
-
-def _attempt_row(outcome: Outcome) -> DeliveryAttempt:
-    delivery, request, result = outcome.delivery, outcome.request, outcome.result
-    return DeliveryAttempt(
-        delivery_id=delivery.pk,
-        number=delivery.attempt_count + 1,
-        trigger=delivery.next_trigger,
-        triggered_by=delivery.next_trigger_by,
-        started_at=outcome.started_at,
-        duration_ms=result.duration_ms,
-        request_url=request.url,
-        request_headers=transport.mask_headers(
-            request.headers, secret_names=request.secret_header_names
-        ),
-        response_status_code=result.status_code,
-        response_headers=transport.mask_headers(result.headers),
-        response_body=result.body,
-        response_body_truncated=result.body_truncated,
-        error_kind=result.error_kind or "",
-        error_message=(result.error_message or "")[:500],
-        succeeded=result.succeeded,
-    )
-
-
-def _log(outcome: Outcome) -> None:
-    delivery, result = outcome.delivery, outcome.result
-    logger.info(
-        "delivery attempt %s",
-        "succeeded" if result.succeeded else "failed",
-        extra={
-            "event_id": delivery.event.public_id,
-            "delivery_id": delivery.public_id,
-            "endpoint_id": delivery.endpoint.public_id,
-            "attempt": delivery.attempt_count + 1,
-            "outcome": "succeeded" if result.succeeded else (result.error_kind or "failed"),
-            "status_code": result.status_code,
-            "duration_ms": result.duration_ms,
-        },
-    )
 
 
 def _with_due_work(endpoint_ids: Sequence[int], *, now: datetime) -> list[int]:

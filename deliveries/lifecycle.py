@@ -68,9 +68,7 @@ def _with_event(rows) -> list[Delivery]:
         known = {f"{name}": getattr(delivery, f"event__{name}") for name in _EVENT_FIELDS}
         known["id"] = delivery.event_id
         names = [f.attname for f in Event._meta.concrete_fields if f.attname in known]
-        delivery.event = Event.from_db(
-            delivery._state.db, names, [known[name] for name in names]
-        )
+        delivery.event = Event.from_db(delivery._state.db, names, [known[name] for name in names])
         claimed.append(delivery)
     return claimed
 
