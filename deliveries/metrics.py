@@ -14,13 +14,14 @@ Recording a metric never raises: a metrics problem must not break a delivery.
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.utils import timezone
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, values
 from prometheus_client.core import GaugeMetricFamily
 
 from deliveries import selectors
@@ -28,9 +29,21 @@ from deliveries import selectors
 logger = logging.getLogger(__name__)
 
 
-def _warn_if_misconfigured() -> None:
-    from webhookhub.metrics import check_multiprocess_setup
+def check_multiprocess_setup() -> str | None:
+    """A problem with the multiprocess setup (counters that would not reach /metrics),
+    or None."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and not getattr(values.ValueClass, "_multiprocess", False):
+        return (
+            "PROMETHEUS_MULTIPROC_DIR is set but prometheus_client was imported before it: "
+            "this process's counters will not reach /metrics"
+        )
+    if path and not os.path.isdir(path):
+        return f"PROMETHEUS_MULTIPROC_DIR={path} is not a directory"
+    return None
 
+
+def _warn_if_misconfigured() -> None:
     problem = check_multiprocess_setup()
     if problem:
         logger.warning(problem)

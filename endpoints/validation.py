@@ -16,8 +16,8 @@ from endpoints import header_rules
 from endpoints.header_rules import ValueProblem
 from endpoints.url_safety import UnsafeURLError, check_url
 from events.filters import FilterError, validate_filter
+from events.models import EventType
 
-EVENT_TYPE_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 SUBSCRIPTION_PATTERN = re.compile(r"^(\*|[a-z0-9_-]+(\.[a-z0-9_-]+)*(\.\*)?)$")
 
 
@@ -158,8 +158,6 @@ def validate_endpoint_fields(endpoint) -> None:
 
 def validate_subscription_pattern(pattern: str) -> None:
     """A subscription names a known event type, or is a wildcard (`order.*`, `*`)."""
-    from events.models import EventType
-
     if not isinstance(pattern, str) or not SUBSCRIPTION_PATTERN.fullmatch(pattern):
         raise ValidationError(
             {"event_type": f"{pattern!r} is not an event type name, `prefix.*` or `*`."}

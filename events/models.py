@@ -1,10 +1,16 @@
 """What happened: the event type catalog and the immutable event records."""
 
+import re
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from webhookhub.ids import event_id
 from webhookhub.json_values import json_problem
+
+# The catalog's naming rule: lower-case words separated by dots (`order.paid`).
+EVENT_TYPE_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 
 
 class EventType(models.Model):
@@ -26,10 +32,6 @@ class EventType(models.Model):
         return self.name
 
     def clean(self):
-        from django.core.exceptions import ValidationError
-
-        from endpoints.validation import EVENT_TYPE_NAME
-
         errors = {}
         if not EVENT_TYPE_NAME.fullmatch(self.name or ""):
             errors["name"] = _("Use lower-case words separated by dots, e.g. order.paid.")

@@ -36,6 +36,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, va
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from deliveries.metrics import STATE
+
 logger = logging.getLogger(__name__)
 
 COMPACT_EVERY = 60.0  # seconds, per web process
@@ -253,8 +255,6 @@ def metrics_view(request):
     refusal = metrics_refusal(request)
     if refusal is not None:
         return refusal
-    from deliveries.metrics import STATE
-
     path = multiprocess_dir()
     if path:
         _maybe_compact(path)
@@ -263,16 +263,3 @@ def metrics_view(request):
         counters = REGISTRY
     body = generate_latest(_Scrape(counters, STATE))
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
-
-
-def check_multiprocess_setup() -> str | None:
-    """A problem with the multiprocess setup, or None."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path and not getattr(values.ValueClass, "_multiprocess", False):
-        return (
-            "PROMETHEUS_MULTIPROC_DIR is set but prometheus_client was imported before it: "
-            "this process's counters will not reach /metrics"
-        )
-    if path and not os.path.isdir(path):
-        return f"PROMETHEUS_MULTIPROC_DIR={path} is not a directory"
-    return None

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from deliveries.models import DeliveryStatus
-from endpoints.validation import EVENT_TYPE_NAME
+from events.models import EVENT_TYPE_NAME
 from events.services import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_SOURCE_LENGTH, MAX_TAGS
 from webhookhub.api.fields import (
     JSONObjectField,
