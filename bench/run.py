@@ -9,7 +9,6 @@ Parts (--only, comma-separated; default all):
   receiver    the receiver's own ceiling (load client hammering it), 0 ms and 50 ms
   throughput  N deliveries through qcluster vs a bare client, receiver at 0 ms and 50 ms
   latency     publish-commit -> receiver arrival at a steady rate, p50/p95/p99
-  anatomy     one delivery task run in-process: time, CPU, SQL per stage (diagnosis)
   everyday    one publish() per transaction: throughput vs a bare client, steady-rate
               latency, CPU per delivery, RSS; PostgreSQL (both brokers) and SQLite
 (RSS of every qcluster process is recorded at the end of each throughput run.)
@@ -54,7 +53,7 @@ from bench.common import (  # noqa: E402
 )
 
 CPUS = os.cpu_count() or 1
-PARTS = ("fanout", "receiver", "throughput", "latency", "anatomy", "everyday")
+PARTS = ("fanout", "receiver", "throughput", "latency", "everyday")
 TARGETS = {
     "ratio_0ms": 0.6,
     "ratio_slow": 0.8,
@@ -1057,14 +1056,6 @@ def main(argv=None) -> int:
                     child_env,
                     tmp / f"everyday-{variant.replace('/', '-')}.json",
                 )
-        if "anatomy" in args.parts:
-            print("== worker task anatomy (orm broker settings, in-process)", flush=True)
-            results["anatomy"] = run_child(
-                "bench.worker_anatomy",
-                ["--receiver", receiver.base_url, "--runs", "3" if args.quick else "5"],
-                broker_env(children_env, "orm", args.redis_url),
-                tmp / "anatomy.json",
-            )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         results["meta"]["interrupted"] = True
