@@ -116,17 +116,21 @@ def probe_start(endpoint_id: int, *, until: datetime, now: datetime) -> bool:
     )
 
 
+# Closed with no streak: after a successful probe, or a fresh start.
+CLOSED_AND_CLEAN = {
+    "circuit_state": CircuitState.CLOSED,
+    "circuit_retry_at": None,
+    "circuit_opened_at": None,
+    "circuit_open_count": 0,
+    "consecutive_failures": 0,
+    "failing_since": None,
+}
+
+
 def reset(endpoint_id: int) -> None:
     """A fresh start (the endpoint was switched on): closed, no streak."""
     ensure([endpoint_id])
-    EndpointHealth.objects.filter(pk=endpoint_id).update(
-        circuit_state=CircuitState.CLOSED,
-        circuit_retry_at=None,
-        circuit_opened_at=None,
-        circuit_open_count=0,
-        consecutive_failures=0,
-        failing_since=None,
-    )
+    EndpointHealth.objects.filter(pk=endpoint_id).update(**CLOSED_AND_CLEAN)
 
 
 @dataclass
@@ -186,14 +190,7 @@ def _succeeded(endpoint_id: int) -> bool:
     return bool(
         EndpointHealth.objects.filter(pk=endpoint_id)
         .exclude(circuit_state=CircuitState.CLOSED)
-        .update(
-            circuit_state=CircuitState.CLOSED,
-            circuit_retry_at=None,
-            circuit_opened_at=None,
-            circuit_open_count=0,
-            consecutive_failures=0,
-            failing_since=None,
-        )
+        .update(**CLOSED_AND_CLEAN)
     )
 
 
