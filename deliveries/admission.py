@@ -53,6 +53,7 @@ class Lane:
     probing: bool = False
     dry: bool = False  # the last claim found nothing due
     rate_wait_until: float = 0.0  # monotonic time the rate limit lets the next one go
+    lost: bool = False  # its drain lease is gone: claim nothing more for it
 
     @property
     def pk(self) -> int:
@@ -159,7 +160,9 @@ def _ordered_next(lane: Lane, claim, *, now: datetime) -> list[Delivery]:
     if head is None:
         return []
     lifecycle.hold_ordered(lane.pk, head_pk=head["pk"], now=now)
-    if head["status"] == DeliveryStatus.IN_FLIGHT:
+    # Not only the head: a delivery that committed after a younger one (created_at is
+    # taken before the commit) may be in flight while an older one is now the head.
+    if head["status"] == DeliveryStatus.IN_FLIGHT or lifecycle.ordered_in_flight(lane.pk):
         return []
     if head["next_attempt_at"] is None:
         lifecycle.release_ordered([lane.pk], now=now)

@@ -1,4 +1,8 @@
+import logging
+import threading
+
 from django.apps import AppConfig
+from django.db import connections
 from django.db.models.signals import post_migrate
 
 DISPATCHER_SCHEDULE = "webhookhub: keep the dispatcher running"
@@ -30,14 +34,27 @@ def ensure_schedules(sender, **kwargs):
 def start_dispatcher(sender, proc_name=None, **kwargs):
     """A freshly spawned worker makes sure a dispatcher loop is running (no 30 s wait
     for the scheduler after a cluster start)."""
+    from deliveries.dispatch import LEADER_LEASE
     from deliveries.tasks import ensure_dispatcher
 
-    try:
-        ensure_dispatcher()
-    except Exception:  # the database may not be ready yet; the schedule retries
-        import logging
+    def ensure():
+        try:
+            ensure_dispatcher()
+        except Exception:  # the database may not be ready yet; the schedule retries
+            logging.getLogger(__name__).exception("could not start the dispatcher")
 
-        logging.getLogger(__name__).exception("could not start the dispatcher")
+    def ensure_later():
+        try:
+            ensure()
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    ensure()
+    # A loop killed with its cluster still holds the lease for a few seconds: look again
+    # once it has run out, rather than leave it to the every-minute schedule.
+    timer = threading.Timer(LEADER_LEASE.total_seconds() + 1, ensure_later)
+    timer.daemon = True
+    timer.start()
 
 
 class DeliveriesConfig(AppConfig):

@@ -201,7 +201,9 @@ def wake_on_commit(endpoint_ids: Sequence[int]) -> None:
     transaction.on_commit(batch, robust=True)
 
 
-def endpoints_to_wake(now: datetime, *, limit: int = DISPATCH_LIMIT) -> list[tuple]:
+def endpoints_to_wake(
+    now: datetime, *, limit: int = DISPATCH_LIMIT, skip: Sequence[int] = ()
+) -> list[tuple]:
     """Endpoints nobody is draining that have a delivery that may go now: a due retry,
     a first attempt the fast path has not taken within its grace, a test; the circuit
     closed or its probe due; the endpoint on. One index probe per endpoint. Returns
@@ -218,6 +220,7 @@ def endpoints_to_wake(now: datetime, *, limit: int = DISPATCH_LIMIT) -> list[tup
     free = Q(drain_until__isnull=True) | Q(drain_until__lt=now)
     return list(
         EndpointHealth.objects.filter(free)
+        .exclude(pk__in=list(skip))
         .filter((gate_open & (Exists(retry_due) | Exists(first_due))) | Exists(test_due))
         .order_by("pk")
         .values_list("pk", "drain_until")[:limit]
@@ -238,11 +241,16 @@ class Dispatcher:
         reclaimed = lifecycle.reclaim_expired(now=now)  # due now: wake their endpoints
         stale = now - reservation()
         self.woken = {pk: at for pk, at in self.woken.items() if at > stale}
-        due = [
-            pk
-            for pk, drained_at in endpoints_to_wake(now)
-            if pk not in self.woken or (drained_at is not None and drained_at > self.woken[pk])
-        ]
+        if self.woken:
+            # Forget the endpoints whose drain ran since we woke them; the others (their
+            # task still queued) are left out of the scan, so they cannot crowd it.
+            drained = EndpointHealth.objects.filter(pk__in=list(self.woken)).values_list(
+                "pk", "drain_until"
+            )
+            for pk, drained_at in drained:
+                if drained_at is not None and drained_at > self.woken[pk]:
+                    del self.woken[pk]
+        due = [pk for pk, _ in endpoints_to_wake(now, skip=list(self.woken))]
         due += [pk for pk in reclaimed if pk not in due]
         if not due:
             return 0
@@ -301,7 +309,9 @@ def dispatch_loop(
             time.sleep(max(0.0, tick - (time.monotonic() - started)))
     finally:
         lease_release("dispatcher", holder)
-        if chain and not cluster.stopping():
+        if chain:
+            # Also when stopping: the broker is shared; another cluster (or this one,
+            # restarted) runs the successor at once instead of after the schedule.
             _enqueue_loop()
     return dispatched
 

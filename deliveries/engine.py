@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 DRAIN_LEASE = timedelta(seconds=10)  # renewed every RENEW_SECONDS while draining
 RENEW_SECONDS = 1.0
 LINGER_POLL_SECONDS = 0.01
+# A request starts only if it ends this long before its lease does (recording it, a
+# slow name lookup), never right at the edge.
+START_SLACK_SECONDS = 1.0
 
 __all__ = ["attempts_record", "deliver", "drain", "lease_for", "send_test"]
 
@@ -91,7 +94,7 @@ def _send_one(delivery: Delivery, request: transport.OutboundRequest) -> Outcome
     # Start only if the whole request fits in what is left of the lease; otherwise the
     # lease could expire mid-request and a second worker send the same delivery.
     latest_start = delivery.claimed_until - timedelta(
-        seconds=request.timeout + connect_timeout_for(request.timeout)
+        seconds=request.timeout + connect_timeout_for(request.timeout) + START_SLACK_SECONDS
     )
     if started_at > latest_start:
         return Outcome(delivery, request, None, started_at)
@@ -124,12 +127,12 @@ def drain(
     held = [pk for pk in wanted if health.drain_acquire(pk, run.holder, ttl=DRAIN_LEASE, now=now)]
     if not held:
         return []
-    run.lanes = load_lanes(held, token=run.token, now=now)
-    _commit_without_waiting(True)
     started = time.monotonic()
     renew_at = started + RENEW_SECONDS
     idle_since = None
     try:
+        run.lanes = load_lanes(held, token=run.token, now=now)
+        _commit_without_waiting(True)
         while True:
             clock = time.monotonic()
             if clock >= renew_at:
@@ -142,10 +145,10 @@ def drain(
                 if stop:
                     break
                 if any(not lane.dry for lane in run.lanes.values()):
-                    pause = min(
-                        (lane.rate_wait_until for lane in run.lanes.values()), default=clock
-                    )
-                    time.sleep(max(0.0, min(pause - time.monotonic(), 0.25)))
+                    # Only a rate limit keeps a lane from dry: sleep until its next token.
+                    waits = [w for lane in run.lanes.values() if (w := lane.rate_wait_until)]
+                    pause = min(waits, default=clock + LINGER_POLL_SECONDS) - time.monotonic()
+                    time.sleep(min(max(pause, LINGER_POLL_SECONDS), 0.25))
                     continue
                 # Nothing due: linger a moment for more if nobody else needs the worker.
                 idle_since = idle_since or clock
@@ -156,23 +159,31 @@ def drain(
             idle_since = None
             done, _ = wait(list(run.in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
             answered = _settle(run, done)
-            if not stop:
-                _fill(run)  # the freed room goes back to work before the answers are written
-            _record(run, answered)
+            try:
+                if not stop:
+                    # The freed room goes back to work before the answers are written —
+                    # except where an answer failed (the circuit or a 410 may stop it).
+                    failing = {o.delivery.endpoint_id for o in answered if not _ok(o)}
+                    _fill(run, skip=failing)
+            finally:
+                _record(run, answered)
     finally:
         # Whatever is still out (an exception above) is waited for and recorded.
         if run.in_flight:
             _record(run, _settle(run, wait(list(run.in_flight)).done))
-        lanes = list(run.lanes)
-        health.drain_release(lanes, run.holder)
+        health.drain_release(held, run.holder)
         _commit_without_waiting(False)
-    if not cluster.stopping():
-        # Released, then looked again: work that arrived while we held the lease (whose
-        # wake found it taken) is not left for the dispatcher.
-        again = _with_due_work(lanes, now=timezone.now())
-        if again:
-            wake(again)
+    # Released, then looked again: work that arrived while we held the lease (whose
+    # wake found it taken) is not left for the dispatcher. Also when the cluster is
+    # stopping: the broker is shared, another cluster (or this one, restarted) takes it.
+    again = _with_due_work(held, now=timezone.now())
+    if again:
+        wake(again)
     return run.outcomes
+
+
+def _ok(outcome: Outcome) -> bool:
+    return outcome.result is not None and outcome.result.succeeded
 
 
 def _commit_without_waiting(on: bool) -> None:
@@ -195,9 +206,11 @@ def _renew(run: _Drain) -> None:
     configs = Endpoint.objects.in_bulk(list(fresh))
     for pk in list(run.lanes):
         lane = run.lanes[pk]
-        if pk not in fresh or pk not in configs:
-            # Lost (we stalled past the lease, or the endpoint was deleted): stop claiming
-            # for it; what we have in flight is still recorded under our token.
+        if lane.lost or pk not in fresh or pk not in configs:
+            # Lost (we stalled past the lease, or the endpoint was deleted): claim nothing
+            # more for it; what is in flight is still recorded under our token, then the
+            # lane goes.
+            lane.lost = True
             if not any(e == pk for e in run.in_flight.values()):
                 del run.lanes[pk]
             continue
@@ -207,16 +220,28 @@ def _renew(run: _Drain) -> None:
 
 def _submit(run: _Drain, deliveries: list[Delivery], lane: Lane) -> None:
     now = timezone.now()
-    for delivery in deliveries:
+    for n, delivery in enumerate(deliveries):
         delivery.endpoint = lane.endpoint
-        future = _executor().submit(_send_one, delivery, build_request(delivery, now=now))
-        run.in_flight[future] = lane.pk
+        try:
+            request = build_request(delivery, now=now)
+        except Exception:
+            # E.g. a secret that no key decrypts: give these back and leave the endpoint
+            # alone for this drain (the dispatcher wakes it again; the log says why).
+            logger.exception("could not build the request of %s", delivery.public_id)
+            rest = deliveries[n:]
+            lifecycle.release([d.pk for d in rest], token=run.token, now=now)
+            lane.mine -= sum(1 for d in rest if getattr(d, "counted", False))
+            lane.lost = True
+            return
+        run.in_flight[_executor().submit(_send_one, delivery, request)] = lane.pk
 
 
-def _fill(run: _Drain) -> None:
+def _fill(run: _Drain, *, skip: frozenset | set = frozenset()) -> None:
     """Claim and send what each lane may send now."""
     now = timezone.now()
     for lane in list(run.lanes.values()):
+        if lane.lost or lane.pk in skip:
+            continue
         claimed = admit(lane, token=run.token, now=now)
         if claimed:
             _submit(run, claimed, lane)

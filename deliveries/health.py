@@ -158,7 +158,7 @@ def after_attempts(
     for endpoint_id, ok, status_code in results:
         by_endpoint[endpoint_id].append((ok, status_code))
     after = Aftermath()
-    for endpoint_id, group in by_endpoint.items():
+    for endpoint_id, group in sorted(by_endpoint.items()):  # pk order: one lock order
         if any(code == 410 for _, code in group):
             after.disable.append((endpoint_id, Endpoint.DisabledBy.GONE, "receiver answered 410"))
             continue
@@ -274,7 +274,7 @@ def failure_digest(*, now: datetime | None = None) -> int:
         return 0
     # Marked conditionally: of two digests at once, only one reports an endpoint.
     marked = set()
-    for endpoint in endpoints:
+    for endpoint in sorted(endpoints, key=lambda e: e.pk):  # pk order: one lock order
         if (
             EndpointHealth.objects.filter(pk=endpoint.pk)
             .filter(Q(failure_notice_at__isnull=True) | Q(failure_notice_at__lt=day_ago))

@@ -112,8 +112,11 @@ def claim(
         "unordered": due.exclude(next_trigger__in=(Trigger.TEST, *ORDERED_TRIGGERS)),
         "pk": due.filter(pk=pk),
     }[which]
+    ordered = due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)
+    if not ordered[:1]:
+        return []  # nothing due: no write transaction (SQLite's lock) for an idle poll
     with transaction.atomic():
-        ids = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit])
+        ids = list(ordered[:limit])
         if not ids:
             return []
         # The condition again: this UPDATE, not the SELECT, decides (SQLite serializes
@@ -264,7 +267,11 @@ def hold_ordered(endpoint_id: int, *, head_pk: int | None, now: datetime) -> int
     )
     if head_pk is not None:
         rows = rows.exclude(pk=head_pk)
-    return rows.update(next_attempt_at=None, updated_at=now)
+    with transaction.atomic():
+        # Rows someone is changing right now (a resend, a cancel) are skipped, not waited
+        # for: no lock-order cycle with them; the next claim round holds what is left.
+        ids = _locked_ids(rows.order_by("pk"), 10_000)
+        return Delivery.objects.filter(pk__in=ids).update(next_attempt_at=None, updated_at=now)
 
 
 def ordered_head(endpoint_id: int) -> dict | None:
@@ -279,6 +286,15 @@ def ordered_head(endpoint_id: int) -> dict | None:
         .values("pk", "status", "claimed_until", "next_attempt_at")
         .first()
     )
+
+
+def ordered_in_flight(endpoint_id: int) -> bool:
+    """Whether any delivery of an ordered endpoint's queue is being sent."""
+    return Delivery.objects.filter(
+        endpoint_id=endpoint_id,
+        status=DeliveryStatus.IN_FLIGHT,
+        next_trigger__in=ORDERED_TRIGGERS,
+    ).exists()
 
 
 def release_ordered(endpoint_ids: Iterable[int], *, now: datetime) -> list[int]:

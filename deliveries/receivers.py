@@ -1,6 +1,7 @@
 """What the deliveries app does when endpoints change (endpoints knows nothing of it).
 
-- a new endpoint gets its health row;
+- a new endpoint gets its health row; one that is no longer ordered lets go of what its
+  queue held;
 - switched on: a fresh circuit, and the deliveries held while it was off are due now;
 - switched off with `cancel_waiting`: its waiting deliveries are cancelled.
 """
@@ -21,6 +22,13 @@ from endpoints.signals import endpoint_switched
 def endpoint_saved(sender, instance: Endpoint, created: bool, raw: bool = False, **kwargs):
     if created and not raw:
         health.ensure([instance.pk])
+    elif (
+        not raw
+        and not instance.ordered
+        # No longer ordered: whatever its queue held back may go (no-op otherwise).
+        and lifecycle.release_held(instance.pk, now=timezone.now())
+    ):
+        wake_on_commit([instance.pk])
 
 
 @receiver(endpoint_switched, dispatch_uid="deliveries-endpoint-switched")

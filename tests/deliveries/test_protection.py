@@ -324,3 +324,33 @@ def test_rate_limit_bucket_in_redis_when_configured(event_types, settings):
         assert state(endpoint).rate_tokens is None, "the bucket lives in Redis, not the row"
     finally:
         ratelimit._redis_script.cache_clear()
+
+
+def test_ordered_endpoint_waits_while_any_delivery_of_its_queue_is_in_flight(
+    event_types, receiver
+):
+    """The head is the oldest by created_at, which is taken before the commit: a younger
+    delivery committed first may be in flight when the older one becomes the head."""
+    endpoint = make_endpoint(url=receiver.url_for(), ordered=True)
+    older = publish("order.paid", {"n": 0}).deliveries.get()
+    younger = publish("order.paid", {"n": 1}).deliveries.get()
+    take([younger.pk])  # committed first, a worker is sending it right now
+    assert engine.deliver([older.pk]) == [] and receiver.requests == []
+    Delivery.objects.filter(pk=younger.pk).update(status="succeeded", lease_token="")
+    assert len(engine.deliver([older.pk])) == 1
+    assert Delivery.objects.get(pk=older.pk).status == "succeeded"
+    assert endpoint.ordered
+
+
+def test_an_endpoint_no_longer_ordered_lets_its_held_queue_go(event_types, receiver):
+    from endpoints.services import endpoint_update
+
+    endpoint = make_endpoint(url=receiver.url_for(), ordered=True)
+    receiver.script(Response(500))
+    ids = [publish("order.paid", {"n": n}).deliveries.get().pk for n in range(3)]
+    engine.deliver(ids)  # the head fails; the two behind it are held
+    assert Delivery.objects.filter(pk__in=ids[1:], next_attempt_at__isnull=True).count() == 2
+    endpoint_update(endpoint, by="admin:sam", ordered=False)
+    assert not Delivery.objects.filter(pk__in=ids, next_attempt_at__isnull=True).exists()
+    engine.deliver(ids)
+    assert Delivery.objects.filter(pk__in=ids[1:], status="succeeded").count() == 2
