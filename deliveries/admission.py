@@ -54,6 +54,7 @@ class Lane:
     dry: bool = False  # the last claim found nothing due
     rate_wait_until: float = 0.0  # monotonic time the rate limit lets the next one go
     lost: bool = False  # its drain lease is gone: claim nothing more for it
+    asked_at: float = 0.0  # monotonic time of its last claim
 
     @property
     def pk(self) -> int:

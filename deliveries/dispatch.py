@@ -57,8 +57,12 @@ def _chunks(ids: Sequence[int], size: int):
         yield list(ids[start : start + size])
 
 
-def _per_task() -> int:
-    return settings.WEBHOOKHUB_DRAIN_ENDPOINTS_PER_TASK
+def _per_task(count: int) -> int:
+    """Endpoints per drain task when `count` are woken at once: at least
+    `WEBHOOKHUB_DRAIN_ENDPOINTS_PER_TASK`, and no more tasks than a cluster has workers
+    to run them (each worker's thread pool sends for all the endpoints it drains)."""
+    workers = max(1, int(settings.Q_CLUSTER.get("workers", 4)) - 1)  # one may dispatch
+    return max(settings.WEBHOOKHUB_DRAIN_ENDPOINTS_PER_TASK, -(-count // workers))
 
 
 def wake(endpoint_ids: Sequence[int]) -> int:
@@ -72,7 +76,8 @@ def wake(endpoint_ids: Sequence[int]) -> int:
     from django_q.brokers.orm import ORM
     from django_q.brokers.redis_broker import Redis
 
-    chunks = list(_chunks(list(dict.fromkeys(endpoint_ids)), _per_task()))
+    ids = list(dict.fromkeys(endpoint_ids))
+    chunks = list(_chunks(ids, _per_task(len(ids))))
     if not chunks:
         return 0
     try:
