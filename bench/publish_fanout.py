@@ -67,6 +67,7 @@ def run(args) -> dict:
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
+    from deliveries.dispatch import _per_task
     from endpoints.services import endpoint_create, partner_create
     from events.models import EventType
     from events.services import publish
@@ -149,7 +150,7 @@ def run(args) -> dict:
                     # minus the INFO connection of the "after" probe itself
                     else conns_after - conns_before - 1
                 ),
-                "tasks_enqueued": -(-size // settings.WEBHOOKHUB_DRAIN_ENDPOINTS_PER_TASK),
+                "tasks_enqueued": -(-size // _per_task(size)),
                 "query_shapes": [
                     {"count": count, "sql": shape[:600]} for shape, count in shapes.most_common()
                 ],
