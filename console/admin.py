@@ -268,26 +268,26 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
             timezone.localtime(endpoint.last_at).strftime("%Y-%m-%d %H:%M:%S"),
         )
 
-    @admin.display(description="Circuit", ordering="health__circuit_state")
+    @admin.display(description=_("Circuit"), ordering="health__circuit_state")
     def circuit(self, endpoint):
         health = getattr(endpoint, "health", None)
         if health is None or health.circuit_state == CircuitState.CLOSED:
-            return "closed"
+            return _("closed")
         return format_html(
             '<strong style="color:#ba2121">{}</strong>', health.get_circuit_state_display()
         )
 
-    @admin.display(description="Failures in a row")
+    @admin.display(description=_("Failures in a row"))
     def consecutive_failures(self, endpoint):
         health = getattr(endpoint, "health", None)
         return health.consecutive_failures if health else 0
 
-    @admin.display(description="Failing since")
+    @admin.display(description=_("Failing since"))
     def failing_since(self, endpoint):
         health = getattr(endpoint, "health", None)
         return health.failing_since if health and health.failing_since else "–"
 
-    @admin.display(description="Next probe")
+    @admin.display(description=_("Next probe"))
     def circuit_retry_at(self, endpoint):
         health = getattr(endpoint, "health", None)
         return health.circuit_retry_at if health and health.circuit_retry_at else "–"

@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from console.health_columns import DAY, FINISHED_OR_FAILING, health_cell
 from deliveries.models import Delivery, DeliveryStatus
@@ -28,7 +29,7 @@ class EndpointInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="Circuit")
+    @admin.display(description=gettext_lazy("Circuit"))
     def circuit(self, endpoint):
         health = getattr(endpoint, "health", None)
         return health.get_circuit_state_display() if health else "–"
