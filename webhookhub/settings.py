@@ -166,6 +166,10 @@ EMAIL_BACKEND = env.str(
 )
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+# Seconds an SMTP server may take: notices are sent by the delivering workers (after the
+# state they report is committed), and a hanging server must not hold a drain past its
+# lease (10 s).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=5)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="webhookhub@localhost")
 ADMINS = [("Staff", addr) for addr in env.list("WEBHOOKHUB_STAFF_EMAILS", default=[])]
 
