@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 
 from deliveries import health, lifecycle, ratelimit
-from deliveries.models import CircuitState, Delivery, DeliveryStatus, EndpointHealth, Trigger
+from deliveries.models import CircuitState, Delivery, DeliveryStatus, EndpointHealth, Trigger, due_q
 from endpoints.models import Endpoint
 
 TEST_BATCH = 20
@@ -130,8 +130,7 @@ def _rate_room(lane: Lane, room: int, *, now: datetime) -> int:
     if lane.rate_wait_until > time.monotonic():
         return 0
     due = (
-        Delivery.objects.filter(endpoint_id=lane.pk, status__in=("pending", "retrying"))
-        .filter(next_attempt_at__lte=now)
+        Delivery.objects.filter(due_q(now), endpoint_id=lane.pk)
         .exclude(next_trigger=Trigger.TEST)
         .values_list("pk", flat=True)[:room]
     )

@@ -16,11 +16,11 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from deliveries.models import (
-    WAITING_STATUSES,
     CircuitState,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    due_q,
 )
 from endpoints.models import Endpoint
 from events.models import Event
@@ -78,7 +78,7 @@ def dashboard(*, refresh: bool = False) -> Dashboard:
 
 
 def compute_dashboard(now: datetime) -> Dashboard:
-    due = Delivery.objects.filter(status__in=WAITING_STATUSES, next_attempt_at__lte=now)
+    due = Delivery.objects.filter(due_q(now))
     backlog = due.aggregate(n=Count("pk"), oldest=Min("next_attempt_at"))
     return Dashboard(
         computed_at=now,

@@ -34,7 +34,7 @@ from django.utils import timezone
 from deliveries import cluster, health, lifecycle, signing, transport
 from deliveries.admission import Lane, admit, connect_timeout_for, lease_for, load_lanes
 from deliveries.dispatch import wake
-from deliveries.models import CircuitState, Delivery, Trigger
+from deliveries.models import CircuitState, Delivery, Trigger, due_q
 from deliveries.recording import Outcome, attempts_record
 from endpoints.models import Endpoint
 
@@ -291,11 +291,7 @@ def _record(run: _Drain, batch: list[Outcome]) -> None:
 
 def _with_due_work(endpoint_ids: Sequence[int], *, now: datetime) -> list[int]:
     """Of these endpoints, those with a delivery that may go now."""
-    rows = Delivery.objects.filter(
-        endpoint_id__in=list(endpoint_ids),
-        status__in=("pending", "retrying"),
-        next_attempt_at__lte=now,
-    )
+    rows = Delivery.objects.filter(due_q(now), endpoint_id__in=list(endpoint_ids))
     open_ = rows.filter(endpoint__enabled=True).exclude(
         endpoint__health__circuit_state=CircuitState.OPEN,
         endpoint__health__circuit_retry_at__gt=now,

@@ -103,8 +103,7 @@ def claim(
         }
         sql = _CLAIM_SQL.format(extra=_CLAIM_EXTRA[which])
         return _with_event(Delivery.objects.raw(sql, params))
-    due = Delivery.objects.filter(endpoint_id=endpoint_id, status__in=WAITING_STATUSES)
-    due = due.filter(next_attempt_at__lte=now)
+    due = Delivery.objects.filter(due_q(now), endpoint_id=endpoint_id)
     due = {
         "any": due,
         "tests": due.filter(next_trigger=Trigger.TEST),
@@ -121,9 +120,7 @@ def claim(
             return []
         # The condition again: this UPDATE, not the SELECT, decides (SQLite serializes
         # writers, so a row another claimer took in between is simply not matched).
-        Delivery.objects.filter(
-            pk__in=ids, status__in=WAITING_STATUSES, next_attempt_at__lte=now
-        ).update(
+        Delivery.objects.filter(due_q(now), pk__in=ids).update(
             status=DeliveryStatus.IN_FLIGHT,
             lease_token=token,
             claimed_until=now + lease,
@@ -152,8 +149,7 @@ def claim_ids(
 ) -> list[Delivery]:
     """Take exactly these deliveries if they are due (tests and tools that name them)."""
     taken = []
-    rows = Delivery.objects.filter(pk__in=list(ids), status__in=WAITING_STATUSES)
-    rows = rows.filter(next_attempt_at__lte=now).values_list("pk", "endpoint_id")
+    rows = Delivery.objects.filter(due_q(now), pk__in=list(ids)).values_list("pk", "endpoint_id")
     for pk, endpoint_id in rows:
         taken += claim(
             endpoint_id,

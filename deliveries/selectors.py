@@ -23,6 +23,7 @@ from deliveries.models import (
     DeliveryStatus,
     Trigger,
     WorkerLease,
+    due_q,
 )
 from endpoints.models import Endpoint, Partner
 
@@ -85,7 +86,7 @@ def due_backlog(now: datetime) -> Backlog:
     A range over the `delivery_due` partial index (rows waiting behind an open circuit
     or a switched-off endpoint count: they have not been sent).
     """
-    due = Delivery.objects.filter(status__in=WAITING_STATUSES, next_attempt_at__lte=now)
+    due = Delivery.objects.filter(due_q(now))
     oldest = due.order_by().aggregate(oldest=Min("next_attempt_at"))["oldest"]
     # Beyond the cap, estimate on next_attempt_at alone: only waiting (and in-flight) rows
     # have one, and the planner, which assumes columns independent, would multiply the
