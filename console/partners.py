@@ -29,6 +29,9 @@ class EndpointInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("health")  # one query, not N
+
     @admin.display(description=gettext_lazy("Circuit"))
     def circuit(self, endpoint):
         health = getattr(endpoint, "health", None)

@@ -97,3 +97,23 @@ def test_change_pages_have_bounded_query_counts(
     ):
         with django_assert_max_num_queries(20):
             assert admin_client.get(url).status_code == 200
+
+
+def test_partner_page_query_count_does_not_grow_with_its_endpoints(admin_client, event_types):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import PartnerFactory, make_endpoint
+
+    partner = PartnerFactory()
+    url = reverse("admin:endpoints_partner_change", args=[partner.pk])
+
+    def queries_with(total: int) -> int:
+        while partner.endpoints.count() < total:
+            make_endpoint(partner, name=f"e{partner.endpoints.count()}")
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url).status_code == 200
+        return len(queries)
+
+    admin_client.get(url)  # warm: session, content types
+    assert queries_with(2) == queries_with(8)
