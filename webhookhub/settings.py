@@ -12,7 +12,22 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class Env(environ.Env):
+    """django-environ's reader, where an empty value means unset: `DATABASE_URL=` (as
+    .env.example leaves every optional variable) gets the default, the embedded SQLite
+    database, instead of an engine-less configuration (`KeyError: 'ENGINE'`); `WEB_TIMEOUT=`
+    gets 30 instead of failing on `int('')`."""
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        if default is not self.NOTSET and self.ENVIRON.get(f"{self.prefix}{var}") == "":
+            if parse_default and default is not None:
+                return self.parse_value(default, cast)
+            return default
+        return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+
+
+env = Env()
 if not os.environ.get("SECRET_KEY") and not os.environ.get("DATABASE_URL"):
     # No configuration at all (a fresh checkout, embedded SQLite): write the local .env
     # `make run` would write, so every process of this checkout shares the generated
