@@ -5,9 +5,25 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
+import time_machine
 from cryptography.fernet import Fernet
+from django.utils import timezone
+
+from deliveries.dispatch import dispatch_due
+from deliveries.models import DeliveryStatus
+from deliveries.services import (
+    deliveries_retry_now,
+    endpoint_recover,
+    endpoint_test_queue,
+    event_replay,
+)
+from tests.factories import make_endpoint
+from tests.queue import run_queue
+from tests.receiver import Response
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,3 +128,89 @@ def test_every_optional_variable_left_empty_means_its_default(tmp_path):
     ]
     check = manage_in(checkout, "check")
     assert check.returncode == 0, check.stderr
+
+
+# --- "Tests are not retried" (issue 14, point 6) -------------------------------------------
+
+# Past every delay of the default schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), a
+# circuit's probe cooldowns and the stale-lease sweep, then days later.
+LATER = [
+    timedelta(seconds=10),
+    timedelta(minutes=6),
+    timedelta(minutes=40),
+    timedelta(hours=3),
+    timedelta(hours=9),
+    timedelta(hours=20),
+    timedelta(hours=31),
+    timedelta(days=3),
+    timedelta(days=8),
+]
+
+
+def run_the_workers_for_days(start) -> None:
+    """What a running cluster does over the next days: the dispatcher finds what is due,
+    the workers send it."""
+    run_queue()
+    for offset in LATER:
+        with time_machine.travel(start + offset):
+            dispatch_due()
+            run_queue()
+
+
+FAILURES = {
+    "HTTP 500": Response(500, b"broken"),
+    "503 with Retry-After": Response(503, b"busy", headers={"Retry-After": "30"}),
+    "429 with Retry-After": Response(429, b"slow down", headers={"Retry-After": "5"}),
+    "connection dropped": Response(drop=True),
+    "timeout": Response(200, delay=2.5),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_a_failed_test_event_reaches_the_partner_once_and_is_dead(event_types, receiver, failure):
+    endpoint = make_endpoint(url=receiver.url_for("/hook"), timeout_seconds=1)
+    receiver.default = failure
+    start = timezone.now()
+    delivery = endpoint_test_queue(endpoint, by="admin:sam")  # what the admin and API call
+
+    run_the_workers_for_days(start)
+
+    assert len(receiver.requests) == 1, [r.started_at for r in receiver.requests]
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DEAD and delivery.next_attempt_at is None
+    assert delivery.attempt_count == 1 and delivery.attempts.get().trigger == "test"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14/6: a failed test swept up by 'Recover failed…', 'Retry now' or "
+    "'Replay' is re-sent as a replay/manual attempt, and recording._failure then retries "
+    "it on the endpoint's schedule (only next_trigger == TEST is never retried)",
+)
+@pytest.mark.parametrize("action", ["recover", "retry now", "replay"])
+def test_a_failed_test_event_is_not_retried_after_recover_retry_or_replay(
+    event_types, receiver, action
+):
+    endpoint = make_endpoint(url=receiver.url_for("/hook"))
+    receiver.default = Response(500, b"broken")
+    start = timezone.now()
+    delivery = endpoint_test_queue(endpoint, by="admin:sam")
+    run_queue()
+    assert len(receiver.requests) == 1
+    # Support, later: on the endpoint's page ("Recover failed deliveries…"), on the
+    # deliveries list (select all failed, "Retry now"), on the event's page ("Replay").
+    if action == "recover":
+        endpoint_recover(endpoint, since=start - timedelta(minutes=1), by="admin:sam")
+    elif action == "retry now":
+        deliveries_retry_now(endpoint.deliveries.all(), by="admin:sam")
+    else:
+        event_replay(delivery.event, endpoint=endpoint, by="admin:sam")
+
+    run_the_workers_for_days(start)
+
+    # At most the one send support asked for, and then no retries of a test event.
+    assert len(receiver.requests) <= 2, f"{len(receiver.requests)} calls to the partner"
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.DEAD and delivery.next_attempt_at is None
