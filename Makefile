@@ -30,6 +30,7 @@ run: $(VENV)/.runtime
 	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) seed_demo
 	$(MANAGE) ensure_admin
+	@echo "Admin password lost? Set a new one: $(MANAGE) changepassword $${WEBHOOKHUB_ADMIN_USERNAME:-admin}"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port 8000 web worker
 
 ## Install test requirements and run the whole suite (PostgreSQL when DATABASE_URL

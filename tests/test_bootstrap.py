@@ -58,3 +58,33 @@ def test_manage_py_check_runs_on_a_bare_checkout(tmp_path):
     )
     assert result.returncode != 0 and "SECRET_KEY is not set" in result.stderr
     assert not (checkout / ".env").exists()
+
+
+def test_make_run_says_how_to_reset_the_admin_password():
+    """The password is printed once (first run); every run says how to set a new one."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    plan = subprocess.run(
+        ["make", "--dry-run", "run"],
+        cwd=root,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plan.returncode == 0, plan.stderr
+    lines = plan.stdout.splitlines()
+    after = lines[next(i for i, line in enumerate(lines) if "ensure_admin" in line) + 1]
+    assert after.startswith("echo ") and "changepassword" in after, after
+    for username, expected in [(None, "admin"), ("sam", "sam")]:
+        printed = subprocess.run(
+            ["sh", "-c", after],
+            env={"PATH": "/usr/bin:/bin"}
+            | ({"WEBHOOKHUB_ADMIN_USERNAME": username} if username else {}),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert printed.strip().endswith(f"manage.py changepassword {expected}"), printed
