@@ -4,90 +4,34 @@ Views validate, call a service from endpoints.services / deliveries.services, an
 the user what happened. Each support action has its own permission.
 """
 
-from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import model_ngettext
 from django.db.models import OuterRef, Q, Subquery
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from console import partners  # noqa: F401  (registers Partner and ApiToken)
 from console.endpoint_views import DisableForm, EndpointSupportViews
+from console.forms import EndpointForm
 from console.health_columns import DAY, FINISHED_OR_FAILING, health_cell, recent_count
-from deliveries.models import CircuitState, Delivery, DeliveryStatus
+from deliveries.models import CircuitState, Delivery, DeliveryAttempt, DeliveryStatus
 from endpoints import header_rules
+from endpoints.crypto import seal, unseal
 from endpoints.models import Endpoint, Subscription
-from endpoints.services import (
-    endpoint_disable,
-    endpoint_enable,
-    endpoint_save,
+from endpoints.services import endpoint_delete, endpoint_disable, endpoint_enable
+from webhookhub.admin_utils import (
+    SHOWN_ONCE_MAX_AGE,
+    CappedCountPaginator,
+    actor,
+    show_once,
 )
-from webhookhub.admin_utils import CappedCountPaginator, actor, show_once
+
+TOKEN_ONCE_KEY = "webhookhub_token_once"
+TOKEN_FIELDS = ("token_action", "token_value")
 
 # --- Endpoints ----------------------------------------------------------------------
-
-
-class SubscriptionForm(forms.ModelForm):
-    class Meta:
-        model = Subscription
-        fields = ("event_type", "filter")
-        widgets = {
-            "filter": forms.Textarea(attrs={"rows": 2, "cols": 60, "class": "vLargeTextField"})
-        }
-
-
-class SubscriptionInline(admin.TabularInline):
-    model = Subscription
-    form = SubscriptionForm
-    extra = 1
-    fields = ("event_type", "filter")
-
-
-class EndpointForm(forms.ModelForm):
-    url = forms.URLField(max_length=2000, assume_scheme="https", label="URL")
-    # Shown with masked values; a value left masked keeps the stored one (clean_headers).
-    headers = forms.JSONField(
-        required=False,
-        label=_("Headers"),
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=_(
-            "Extra request headers as a JSON object. Values are secrets and shown masked: "
-            "leave a masked value as it is to keep it, or type the whole new value."
-        ),
-    )
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.initial["headers"] = header_rules.masked(self.instance.headers)
-
-    def clean_headers(self):
-        headers = self.cleaned_data["headers"]
-        if headers is None:
-            return {}
-        if not isinstance(headers, dict):
-            return headers  # the model's validation says what is wrong
-        return header_rules.keep_masked(headers, self.instance.headers if self.instance.pk else {})
-
-    class Meta:
-        model = Endpoint
-        fields = (
-            "partner",
-            "name",
-            "url",
-            "description",
-            "headers",
-            "timeout_seconds",
-            "retry_policy",
-            "rate_limit_per_second",
-            "max_in_flight",
-            "ordered",
-            "filter",
-        )
-        widgets = {
-            "retry_policy": forms.Textarea(attrs={"rows": 3}),
-            "filter": forms.Textarea(attrs={"rows": 3}),
-        }
 
 
 class CircuitFilter(admin.SimpleListFilter):
@@ -138,7 +82,7 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    inlines = [SubscriptionInline]
+    inlines = []
     actions = ["enable_selected", "disable_selected"]
     show_full_result_count = False
     paginator = CappedCountPaginator
@@ -156,21 +100,21 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
                 )
             },
         ),
+        (_("Event types"), {"fields": ("event_types", "filter")}),
         (
-            "Delivery",
+            _("Delivery"),
             {
                 "fields": (
+                    "retry_policy",
                     "headers",
                     "timeout_seconds",
-                    "retry_policy",
                     "rate_limit_per_second",
                     "max_in_flight",
                     "ordered",
-                    "filter",
                 )
             },
         ),
-        ("Credentials", {"fields": ("signing_secrets", "bearer_token")}),
+        (_("Credentials"), {"fields": ("signing_secrets", "bearer_token", *TOKEN_FIELDS)}),
         (
             "Health",
             {
@@ -187,15 +131,28 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         """Without the change permission Django shows every field read-only by its model
-        value; the headers are shown masked instead."""
+        value; the headers are shown masked instead, the event types as a list. The token
+        field is for those who may handle credentials (`rotate_credentials`)."""
         fieldsets = super().get_fieldsets(request, obj)
-        if obj is None or self.has_change_permission(request, obj):
+        editing = obj is None or self.has_change_permission(request, obj)
+        if editing and self.has_rotate_permission(request):
             return fieldsets
-        swap = {"headers": "masked_headers"}
+        swap = {} if editing else {"headers": "masked_headers", "event_types": "subscribed"}
         return [
-            (title, {**opts, "fields": [swap.get(f, f) for f in opts["fields"]]})
+            (
+                title,
+                {
+                    **opts,
+                    "fields": [swap.get(f, f) for f in opts["fields"] if f not in TOKEN_FIELDS],
+                },
+            )
             for title, opts in fieldsets
         ]
+
+    def get_readonly_fields(self, request, obj=None):
+        """An endpoint stays with the partner it was registered for."""
+        readonly = super().get_readonly_fields(request, obj)
+        return (*readonly, "partner") if obj is not None else readonly
 
     @admin.display(description=_("Headers"))
     def masked_headers(self, endpoint):
@@ -310,22 +267,91 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
             )
         return format_html_join("", "<div>{}: <code>{}</code></div>", rows)
 
-    # -- saving through the service
+    # -- saving and deleting through the services
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/token-once/",
+                self.admin_site.admin_view(self.token_once_view),
+                name="endpoints_endpoint_token_once",
+            ),
+            *super().get_urls(),
+        ]
+
     def save_model(self, request, obj, form, change):
         new = obj.pk is None
-        endpoint_save(obj, by=actor(request))
+        endpoint, request._new_token = form.save_endpoint(by=actor(request))
+        obj.pk = endpoint.pk
+        obj.refresh_from_db()
         if new:
             request._new_signing_secret = obj.signing_secret
 
+    def save_related(self, request, form, formsets, change):
+        """Subscriptions were saved with the endpoint (`subscriptions_set`)."""
+
     def response_add(self, request, obj, post_url_continue=None):
+        back_url = reverse("admin:endpoints_endpoint_change", args=[obj.pk])
+        if request._new_token:
+            # Two values to show once: the secret now, the token on the page after.
+            request.session[TOKEN_ONCE_KEY] = {"pk": obj.pk, "sealed": seal(request._new_token)}
+            back_url = reverse("admin:endpoints_endpoint_token_once", args=[obj.pk])
         return show_once(
             request,
             title=_("Endpoint created"),
             label=_("Signing secret of %(name)s") % {"name": obj.name},
             value=request._new_signing_secret,
-            back_url=reverse("admin:endpoints_endpoint_change", args=[obj.pk]),
+            back_url=back_url,
             note=_("Give it to the partner: they verify every webhook with it."),
         )
+
+    def response_change(self, request, obj):
+        if not request._new_token:
+            return super().response_change(request, obj)
+        return self._show_token_once(request, obj, request._new_token)
+
+    def _show_token_once(self, request, endpoint, token):
+        return show_once(
+            request,
+            title=_("Bearer token generated"),
+            label=_("New bearer token of %(name)s") % {"name": endpoint.name},
+            value=token,
+            back_url=reverse("admin:endpoints_endpoint_change", args=[endpoint.pk]),
+            note=_("Give it to the partner: webhooks now carry Authorization: Bearer <token>."),
+        )
+
+    def token_once_view(self, request, pk):
+        """The bearer token generated with a new endpoint, after its signing secret."""
+        endpoint = self._endpoint(request, pk, "rotate")
+        kept = request.session.pop(TOKEN_ONCE_KEY, None) or {}
+        token = unseal(kept.get("sealed", ""), max_age=SHOWN_ONCE_MAX_AGE)
+        if kept.get("pk") != endpoint.pk or token is None:
+            return self._back(endpoint)
+        return self._show_token_once(request, endpoint, token)
+
+    def delete_model(self, request, obj):
+        endpoint_delete(obj, by=actor(request))
+
+    def delete_queryset(self, request, queryset):
+        for endpoint in queryset:
+            endpoint_delete(endpoint, by=actor(request))
+
+    def get_deleted_objects(self, objs, request):
+        """What goes with the endpoints, counted rather than listed (an endpoint may have
+        millions of deliveries); deliveries and attempts are history nobody deletes on
+        their own, so they need no delete permission of their own."""
+        objs = list(objs)
+        ids = [e.pk for e in objs]
+        counts = {
+            Endpoint: len(objs),
+            Subscription: Subscription.objects.filter(endpoint_id__in=ids).count(),
+            Delivery: Delivery.objects.filter(endpoint_id__in=ids).count(),
+            DeliveryAttempt: DeliveryAttempt.objects.filter(delivery__endpoint_id__in=ids).count(),
+        }
+        model_count = {model._meta.verbose_name_plural: n for model, n in counts.items() if n}
+        listed = [format_html("{} <code>{}</code>", e.name, e.public_id) for e in objs] + [
+            f"{n} {model_ngettext(model, n)}" for model, n in list(counts.items())[1:] if n
+        ]
+        return listed, model_count, set(), []
 
     # -- bulk actions
     @admin.action(description="Switch selected endpoints on", permissions=["toggle"])

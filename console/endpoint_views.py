@@ -13,17 +13,20 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 
+from console.forms import FilterWidget, RetryPolicyWidget, retry_preview
 from console.health_columns import DAY
 from deliveries.models import FINAL_STATUSES as FINAL
 from deliveries.models import Delivery, Trigger
+from deliveries.policy import PolicyError
 from deliveries.selectors import delivery_test_attempt
 from deliveries.services import endpoint_failed_since, endpoint_recover, endpoint_test_queue
 from endpoints.models import Endpoint
@@ -61,6 +64,11 @@ class EndpointSupportViews:
                 "filter-preview/",
                 view(self.filter_preview_view),
                 name="endpoints_endpoint_filter_preview",
+            ),
+            path(
+                "retry-preview/",
+                view(self.retry_preview_view),
+                name="endpoints_endpoint_retry_preview",
             ),
             *super().get_urls(),
         ]
@@ -249,11 +257,18 @@ class EndpointSupportViews:
         )
 
     def filter_preview_view(self, request):
-        """Which of the last 100 events of a subscription's types its filter lets through."""
+        """Which of the last 100 events of the chosen types a filter lets through.
+
+        Takes `event_type` and `filter` (JSON), or the endpoint form itself posted as it
+        stands (its filter rows and ticked event types), so unsaved values are previewed."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        pattern = request.GET.get("event_type", "").strip() or "*"
-        raw = request.GET.get("filter", "").strip()
+        params = request.POST if request.method == "POST" else request.GET
+        patterns = params.getlist("event_types__pick") or [
+            params.get("event_type", "").strip() or "*"
+        ]
+        raw = FilterWidget().value_from_datadict(params, None, "filter") or ""
+        raw = raw.strip() if raw.strip() != "null" else ""
         error, rows = None, []
         try:
             spec = json.loads(raw) if raw else None
@@ -261,19 +276,53 @@ class EndpointSupportViews:
         except (ValueError, FilterError) as exc:
             error = str(exc)
         else:
-            for event in events_matching_pattern(pattern, limit=100):
+            events = {e.pk: e for p in patterns for e in events_matching_pattern(p, limit=100)}
+            newest = sorted(events.values(), key=lambda e: (e.created_at, e.pk), reverse=True)
+            for event in newest[:100]:
                 rows.append((event, predicate(json.loads(event.body))))
         return self._render(
             request,
             "admin/endpoints/endpoint/filter_preview.html",
             {
-                "title": "Filter preview",
-                "pattern": pattern,
+                "title": _("Filter preview"),
+                "pattern": ", ".join(patterns),
                 "filter": raw,
                 "error": error,
                 "rows": rows,
-                "passed": sum(1 for _, ok in rows if ok),
+                "passed": sum(1 for _event, ok in rows if ok),
             },
+        )
+
+    def retry_preview_view(self, request):
+        """The schedule a retry policy gives, from the form's retry fields (or `retry_policy`
+        as JSON), computed by the workers' own policy function: JSON with the rendered
+        table for the form's script, or a page of its own without JavaScript."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        params = request.POST if request.method == "POST" else request.GET
+        raw = RetryPolicyWidget().value_from_datadict(params, None, "retry_policy") or ""
+        try:
+            preview = retry_preview(json.loads(raw) if raw.strip() else None)
+        except (ValueError, PolicyError) as exc:
+            preview = {"error": str(exc)}
+        html = render_to_string(
+            "admin/endpoints/endpoint/widgets/retry_preview.html", {"preview": preview}
+        )
+        if "application/json" in request.headers.get("Accept", ""):
+            return JsonResponse(
+                {
+                    "ok": "error" not in preview,
+                    "error": preview.get("error"),
+                    "attempts": preview.get("attempts"),
+                    "waits": [row["wait"] for row in preview.get("rows", ())],
+                    "policy": preview.get("policy"),
+                    "html": html,
+                }
+            )
+        return self._render(
+            request,
+            "admin/endpoints/endpoint/retry_preview.html",
+            {"title": _("Retry schedule"), "preview_html": html},
         )
 
 

@@ -239,10 +239,7 @@ def test_endpoint_form_shows_validation_errors_on_the_field(admin_client, event_
         "rate_limit_per_second": "",
         "max_in_flight": 10,
         "filter": "",
-        "subscriptions-TOTAL_FORMS": 1,
-        "subscriptions-INITIAL_FORMS": 0,
-        "subscriptions-0-event_type": "order.*",
-        "subscriptions-0-filter": '{"or": []}',
+        "event_types": '[{"event_type": "order.*", "filter": {"or": []}}]',
     }
     page = admin_client.post(url, data).content.decode()
     assert "private address" in page and "cannot be overridden" in page
@@ -266,10 +263,7 @@ def test_new_endpoint_secret_is_shown_once(admin_client, event_types):
         "rate_limit_per_second": "",
         "max_in_flight": 10,
         "filter": "",
-        "subscriptions-TOTAL_FORMS": 1,
-        "subscriptions-INITIAL_FORMS": 0,
-        "subscriptions-0-event_type": "order.*",
-        "subscriptions-0-filter": "",
+        "event_types": '["order.*"]',
     }
     page = admin_client.post(reverse("admin:endpoints_endpoint_add"), data, follow=True)
     endpoint = Endpoint.objects.get(name="New")
