@@ -172,5 +172,5 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request, queryset):
-        n = api_tokens_revoke(queryset)
+        n = api_tokens_revoke(queryset, by=actor(request))
         self.message_user(request, f"Revoked {n} token(s).", messages.SUCCESS)

@@ -127,6 +127,27 @@ CLOSED_AND_CLEAN = {
 }
 
 
+def probe_now(endpoint_id: int, *, now: datetime) -> bool:
+    """An open circuit's cooldown ends now: the next drain sends the probe. False if the
+    circuit is not open."""
+    return bool(
+        EndpointHealth.objects.filter(pk=endpoint_id, circuit_state=CircuitState.OPEN).update(
+            circuit_retry_at=now
+        )
+    )
+
+
+def close(endpoint_id: int) -> bool:
+    """Close the circuit by hand (support knows the receiver is back): closed, no streak;
+    everything waiting behind it goes. False if it was closed already."""
+    ensure([endpoint_id])
+    return bool(
+        EndpointHealth.objects.filter(pk=endpoint_id)
+        .exclude(circuit_state=CircuitState.CLOSED)
+        .update(**CLOSED_AND_CLEAN)
+    )
+
+
 def reset(endpoint_id: int) -> None:
     """A fresh start (the endpoint was switched on): closed, no streak."""
     ensure([endpoint_id])

@@ -26,6 +26,7 @@ from django.db.models.functions import Cast
 
 from deliveries.models import (
     ORDERED_TRIGGERS,
+    TEST_EVENT_TYPE,
     WAITING_STATUSES,
     Delivery,
     DeliveryStatus,
@@ -332,29 +333,32 @@ def due_sooner(endpoint_id: int, *, now: datetime) -> int:
 
 def resend(queryset, *, trigger: str, by: str, now: datetime) -> list[tuple[int, int]]:
     """People asked to send these again now (retry, replay, recover): → pending, due
-    now, with who asked. In-flight rows are left alone (they are being sent). Returns
-    (id, endpoint id) of the rows changed."""
+    now, with who asked. In-flight rows are left alone (they are being sent). A test
+    event's delivery stays a test (sent once, never retried). Returns (id, endpoint id)
+    of the rows changed."""
     with transaction.atomic():
         rows = list(
             queryset.exclude(status=DeliveryStatus.IN_FLIGHT)
-            .select_for_update()
+            .select_for_update(of=("self",))
             .order_by("pk")
-            .values_list("pk", "endpoint_id")
+            .values_list("pk", "endpoint_id", "event__event_type__name")
         )
         if rows:
-            Delivery.objects.filter(pk__in=[pk for pk, _ in rows]).exclude(
-                status=DeliveryStatus.IN_FLIGHT
-            ).update(
-                status=DeliveryStatus.PENDING,
-                next_attempt_at=now,
-                next_trigger=trigger,
-                next_trigger_by=by,
-                completed_at=None,
-                claimed_until=None,
-                lease_token="",
-                updated_at=now,
-            )
-    return rows
+            for is_test in (False, True):
+                ids = [pk for pk, _, name in rows if (name == TEST_EVENT_TYPE) == is_test]
+                if not ids:
+                    continue
+                Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.IN_FLIGHT).update(
+                    status=DeliveryStatus.PENDING,
+                    next_attempt_at=now,
+                    next_trigger=Trigger.TEST if is_test else trigger,
+                    next_trigger_by=by,
+                    completed_at=None,
+                    claimed_until=None,
+                    lease_token="",
+                    updated_at=now,
+                )
+    return [(pk, endpoint_id) for pk, endpoint_id, _ in rows]
 
 
 def cancel(queryset, *, by: str, now: datetime) -> list[tuple[int, int]]:

@@ -22,11 +22,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from audit.models import Action
 from deliveries import lifecycle
 from deliveries.dispatch import endpoints_to_wake, wake
 from deliveries.models import Delivery, DeliveryAttempt
 from deliveries.selectors import REPLAYABLE_STATUSES, UNFINISHED_STATUSES, stuck_deliveries
-from deliveries.services import event_replay
+from deliveries.services import audit_per_endpoint, event_replay
 from events.models import Event
 
 Progress = Callable[[int], None] | None
@@ -68,8 +69,12 @@ def deliveries_replay(
                 .only("event__partner_id", "endpoint__partner_id")
                 .order_by("pk")
             )
+            replayed = []
             for delivery in rows:
-                done += event_replay(delivery.event, endpoint=delivery.endpoint, by=by)
+                if event_replay(delivery.event, endpoint=delivery.endpoint, by=by, audit=False):
+                    replayed.append((delivery.pk, delivery.endpoint_id))
+            done += len(replayed)
+            audit_per_endpoint(Action.REPLAYED, replayed, by=by)
             if progress:
                 progress(len(ids))
     return done

@@ -38,6 +38,10 @@ class Trigger(models.TextChoices):
     TEST = "test", "Test event"
 
 
+# The event type of test events. A delivery of one stays a test whatever re-sends it
+# (retry now, replay): sent once per request, never retried, not counted for health.
+TEST_EVENT_TYPE = "webhookhub.test"
+
 # Test events are sent past every gate and never again; ordered endpoints queue only
 # these triggers (replays and tests bypass the queue).
 ORDERED_TRIGGERS = (Trigger.AUTO, Trigger.RETRY)

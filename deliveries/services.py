@@ -6,6 +6,7 @@ same delivery, so the receiver sees the same `webhook-id` and the same bytes.
 """
 
 import json
+from collections import defaultdict
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
@@ -13,12 +14,15 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from deliveries import engine, lifecycle
+from audit.models import Action
+from audit.services import MAX_IDS, audit_bulk, audit_record
+from deliveries import engine, health, lifecycle
 from deliveries.dispatch import wake_on_commit
 from deliveries.fanout import deliveries_create
 from deliveries.models import (
     FAILED_STATUSES,
     RETRYABLE_STATUSES,
+    TEST_EVENT_TYPE,
     Delivery,
     DeliveryAttempt,
     Trigger,
@@ -29,48 +33,72 @@ from events.models import Event
 from events.selectors import endpoint_ids_for_event
 from events.services import event_publish
 
-TEST_EVENT_TYPE = "webhookhub.test"
 
-
-def _resend(queryset: QuerySet, *, trigger: str, by: str) -> list[int]:
+def _resend(queryset: QuerySet, *, trigger: str, by: str) -> list[tuple[int, int]]:
     """Make the selected deliveries due now with `trigger`; wake their endpoints on
-    commit."""
+    commit. Returns (delivery pk, endpoint pk) of each."""
     with transaction.atomic():
         rows = lifecycle.resend(queryset, trigger=trigger, by=by, now=timezone.now())
         wake_on_commit(list(dict.fromkeys(endpoint_id for _, endpoint_id in rows)))
-    return [pk for pk, _ in rows]
+    return rows
 
 
-def delivery_retry_now(delivery: Delivery, *, by: str) -> bool:
+def audit_per_endpoint(
+    action: str, rows: list[tuple[int, int]], *, by: str, reason: str = "", details=None
+) -> None:
+    """One audit entry per endpoint touched by a bulk action on deliveries."""
+    if not rows:
+        return
+    per_endpoint: dict[int, list[int]] = defaultdict(list)
+    for pk, endpoint_id in rows:
+        per_endpoint[endpoint_id].append(pk)
+    shown = [pk for pks in per_endpoint.values() for pk in pks[:MAX_IDS]]
+    ids = dict(Delivery.objects.filter(pk__in=shown).values_list("pk", "public_id"))
+    endpoints = Endpoint.objects.in_bulk(list(per_endpoint))
+    groups = {
+        endpoints[endpoint_id]: (len(pks), [ids[pk] for pk in pks[:MAX_IDS] if pk in ids])
+        for endpoint_id, pks in per_endpoint.items()
+        if endpoint_id in endpoints
+    }
+    audit_bulk(action, groups, by=by, reason=reason, details=details)
+
+
+def delivery_retry_now(delivery: Delivery, *, by: str, reason: str = "") -> bool:
     """Send a failed, dead or cancelled delivery again now. False if it is in flight or
     already succeeded (replay the event for that)."""
-    return bool(
-        _resend(
+    with transaction.atomic():
+        rows = _resend(
             Delivery.objects.filter(pk=delivery.pk, status__in=RETRYABLE_STATUSES),
             trigger=Trigger.MANUAL,
             by=by,
         )
-    )
+        if rows:
+            audit_record(Action.RETRIED, delivery, by=by, reason=reason, count=1)
+    return bool(rows)
 
 
-def deliveries_retry_now(queryset: QuerySet, *, by: str) -> int:
+def deliveries_retry_now(queryset: QuerySet, *, by: str, reason: str = "") -> int:
     """Bulk `delivery_retry_now`; returns how many were queued (others are skipped)."""
-    return len(
-        _resend(queryset.filter(status__in=RETRYABLE_STATUSES), trigger=Trigger.MANUAL, by=by)
-    )
+    with transaction.atomic():
+        rows = _resend(
+            queryset.filter(status__in=RETRYABLE_STATUSES), trigger=Trigger.MANUAL, by=by
+        )
+        audit_per_endpoint(Action.RETRIED, rows, by=by, reason=reason)
+    return len(rows)
 
 
-def delivery_cancel(delivery: Delivery, *, by: str) -> bool:
+def delivery_cancel(delivery: Delivery, *, by: str, reason: str = "") -> bool:
     """Stop a waiting delivery from being sent. False unless it was pending/retrying."""
-    return bool(deliveries_cancel(Delivery.objects.filter(pk=delivery.pk), by=by))
+    return bool(deliveries_cancel(Delivery.objects.filter(pk=delivery.pk), by=by, reason=reason))
 
 
-def deliveries_cancel(queryset: QuerySet, *, by: str) -> int:
+def deliveries_cancel(queryset: QuerySet, *, by: str, reason: str = "") -> int:
     """Cancel the waiting deliveries among `queryset`; returns how many. The next
     delivery of an ordered endpoint whose head was cancelled becomes due."""
     now = timezone.now()
     with transaction.atomic():
         rows = lifecycle.cancel(queryset, by=by, now=now)
+        audit_per_endpoint(Action.CANCELLED, rows, by=by, reason=reason)
         ordered = set(
             Endpoint.objects.filter(pk__in={e for _, e in rows}, ordered=True).values_list(
                 "pk", flat=True
@@ -81,7 +109,13 @@ def deliveries_cancel(queryset: QuerySet, *, by: str) -> int:
 
 
 def event_replay(
-    event: Event, *, endpoint: Endpoint | None = None, partner: Partner | None = None, by: str
+    event: Event,
+    *,
+    endpoint: Endpoint | None = None,
+    partner: Partner | None = None,
+    by: str,
+    reason: str = "",
+    audit: bool = True,
 ) -> int:
     """Send an event again to one endpoint or to all its subscribed endpoints.
 
@@ -89,7 +123,7 @@ def event_replay(
     subscribed now but had no delivery gets one. An endpoint of another partner is
     refused. With `partner`, only that partner's endpoints are candidates (a partner
     replaying a broadcast must not re-send it to everyone). Returns the number of
-    deliveries queued.
+    deliveries queued. (`audit=False`: the caller writes the audit trail for a batch.)
     """
     if endpoint is not None:
         if event.partner_id is not None and endpoint.partner_id != event.partner_id:
@@ -117,23 +151,67 @@ def event_replay(
         )
         missing = [pk for pk in target_ids if pk not in existing]
         created = deliveries_create(event, missing, trigger=Trigger.REPLAY, trigger_by=by)
-    return len(queued) + len(created)
+        count = len(queued) + len(created)
+        if count and audit:
+            audit_record(
+                Action.REPLAYED,
+                event,
+                by=by,
+                reason=reason,
+                count=count,
+                details={"endpoint": endpoint.public_id} if endpoint is not None else {},
+            )
+    return count
 
 
 def endpoint_failed_since(endpoint: Endpoint, since: datetime) -> QuerySet:
-    """Deliveries to `endpoint` created since `since` that have not been received."""
+    """Deliveries to `endpoint` created since `since` that have not been received
+    (test events are not traffic: they are not recovered)."""
     return Delivery.objects.filter(
         endpoint=endpoint, created_at__gte=since, status__in=FAILED_STATUSES
-    )
+    ).exclude(event__event_type__name=TEST_EVENT_TYPE)
 
 
-def endpoint_recover(endpoint: Endpoint, *, since: datetime, by: str) -> int:
+def endpoint_recover(endpoint: Endpoint, *, since: datetime, by: str, reason: str = "") -> int:
     """Re-send everything that failed for `endpoint` since `since`; returns how many."""
     if timezone.is_naive(since):
         raise ValidationError({"since": "Give a time with a time zone."})
     if since > timezone.now():
         raise ValidationError({"since": "The time is in the future."})
-    return len(_resend(endpoint_failed_since(endpoint, since), trigger=Trigger.REPLAY, by=by))
+    with transaction.atomic():
+        rows = _resend(endpoint_failed_since(endpoint, since), trigger=Trigger.REPLAY, by=by)
+        if rows:
+            audit_record(
+                Action.RECOVERED,
+                endpoint,
+                by=by,
+                reason=reason,
+                count=len(rows),
+                details={"since": since.isoformat()},
+            )
+    return len(rows)
+
+
+def endpoint_probe_now(endpoint: Endpoint, *, by: str, reason: str = "") -> bool:
+    """End an open circuit's cooldown now: a worker sends one delivery as the probe at
+    once, and the circuit closes if it succeeds. False if the circuit is not open."""
+    with transaction.atomic():
+        probed = health.probe_now(endpoint.pk, now=timezone.now())
+        if probed:
+            audit_record(Action.CIRCUIT_PROBED, endpoint, by=by, reason=reason)
+            wake_on_commit([endpoint.pk])
+    return probed
+
+
+def endpoint_close_circuit(endpoint: Endpoint, *, by: str, reason: str = "") -> bool:
+    """Close an open or half-open circuit by hand: everything waiting behind it is sent
+    now (with the usual cap and rate limit). False if it was closed."""
+    with transaction.atomic():
+        closed = health.close(endpoint.pk)
+        if closed:
+            audit_record(Action.CIRCUIT_CLOSED, endpoint, by=by, reason=reason)
+            wake_on_commit([endpoint.pk])
+    return closed
 
 
 def endpoint_test_queue(endpoint: Endpoint, *, by: str) -> Delivery:
@@ -182,4 +260,6 @@ def _test_delivery(endpoint: Endpoint, *, by: str, enqueue: bool) -> Delivery:
             trigger_by=by,
             enqueue=enqueue,
         )
-        return event.deliveries.select_related("event", "endpoint").get()
+        delivery = event.deliveries.select_related("event", "endpoint").get()
+        audit_record(Action.TEST_SENT, endpoint, by=by, details={"delivery": delivery.public_id})
+        return delivery

@@ -9,6 +9,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.models import Action
+from audit.services import audit_record
 from deliveries.signing import generate_secret
 from endpoints.header_rules import keep_masked
 from endpoints.models import ApiToken, Endpoint, Partner, Subscription
@@ -27,6 +29,7 @@ def partner_create(*, name: str, contact_email: str = "") -> Partner:
     return partner
 
 
+@transaction.atomic
 def api_token_create(
     *, role: str, partner: Partner | None = None, name: str = "", by: str = ""
 ) -> tuple[ApiToken, str]:
@@ -39,6 +42,7 @@ def api_token_create(
     )
     token.full_clean()
     token.save()
+    audit_record(Action.API_TOKEN_CREATED, token, by=by, details={"role": role})
     return token, raw
 
 
@@ -64,21 +68,62 @@ def endpoint_create(
     return endpoint
 
 
-def endpoint_save(endpoint: Endpoint, *, by: str) -> Endpoint:
-    """Validate and save an endpoint's own fields; a new one gets its signing secret."""
+# The settings an edit is audited for (by name: values may be credentials).
+AUDITED_FIELDS = (
+    "partner_id",
+    "name",
+    "url",
+    "description",
+    "headers",
+    "auth_token",
+    "timeout_seconds",
+    "retry_policy",
+    "rate_limit_per_second",
+    "filter",
+    "ordered",
+    "max_in_flight",
+)
+
+
+@transaction.atomic
+def endpoint_save(endpoint: Endpoint, *, by: str, reason: str = "") -> Endpoint:
+    """Validate and save an endpoint's own fields; a new one gets its signing secret.
+    Audited: a new endpoint, or the names of the settings that changed."""
     if not endpoint.signing_secret:
         endpoint.signing_secret = generate_secret()
     endpoint.full_clean()
+    before = Endpoint.objects.filter(pk=endpoint.pk).first() if endpoint.pk else None
     endpoint.save()
+    if before is None:
+        audit_record(Action.ENDPOINT_CREATED, endpoint, by=by, reason=reason)
+    else:
+        changed = [
+            name.removesuffix("_id")
+            for name in AUDITED_FIELDS
+            if getattr(before, name) != getattr(endpoint, name)
+        ]
+        if changed:
+            audit_record(
+                Action.ENDPOINT_UPDATED,
+                endpoint,
+                by=by,
+                reason=reason,
+                details={"changed": changed},
+            )
     return endpoint
 
 
 def subscriptions_set(
-    endpoint: Endpoint, event_types: Iterable, *, filters: dict | None = None
+    endpoint: Endpoint,
+    event_types: Iterable,
+    *,
+    filters: dict | None = None,
+    by: str | None = None,
 ) -> None:
     """Replace an endpoint's subscriptions with `event_types` (names or wildcards).
 
-    `event_types` items are strings, or dicts `{"event_type", "filter"}`.
+    `event_types` items are strings, or dicts `{"event_type", "filter"}`. With `by`, a
+    change is audited (a new endpoint's first subscriptions are part of its creation).
     """
     wanted: dict[str, dict | None] = {}
     for item in event_types:
@@ -94,6 +139,7 @@ def subscriptions_set(
         subscription.full_clean(exclude=["endpoint"], validate_unique=False)
         rows.append(subscription)
     with transaction.atomic():
+        before = dict(endpoint.subscriptions.values_list("event_type", "filter"))
         endpoint.subscriptions.exclude(event_type__in=list(wanted)).delete()
         existing = {s.event_type: s for s in endpoint.subscriptions.all()}
         for row in rows:
@@ -104,6 +150,13 @@ def subscriptions_set(
                     current.save(update_fields=["filter"])
             else:
                 row.save()
+        if by is not None and before != wanted:
+            audit_record(
+                Action.ENDPOINT_UPDATED,
+                endpoint,
+                by=by,
+                details={"changed": ["event_types"], "event_types": sorted(wanted)},
+            )
 
 
 @transaction.atomic
@@ -129,6 +182,13 @@ def endpoint_disable(
         updated_at=now,
     )
     if updated:
+        audit_record(
+            Action.ENDPOINT_DISABLED,
+            endpoint,
+            by=by,
+            reason=reason,
+            details={"kind": kind, "cancel_waiting": cancel_waiting},
+        )
         routing_changed.send(sender=Endpoint, endpoint_ids=[endpoint.pk])
         endpoint_switched.send(
             sender=Endpoint, endpoint=endpoint, enabled=False, by=by, cancel_waiting=cancel_waiting
@@ -138,7 +198,7 @@ def endpoint_disable(
 
 
 @transaction.atomic
-def endpoint_enable(endpoint: Endpoint, *, by: str) -> bool:
+def endpoint_enable(endpoint: Endpoint, *, by: str, reason: str = "") -> bool:
     """Switch an endpoint on. The deliveries app (hearing `endpoint_switched`) gives it a
     fresh circuit and makes the deliveries held while it was off due at once. False if
     it was already on."""
@@ -152,6 +212,7 @@ def endpoint_enable(endpoint: Endpoint, *, by: str) -> bool:
         updated_at=now,
     )
     if updated:
+        audit_record(Action.ENDPOINT_ENABLED, endpoint, by=by, reason=reason)
         routing_changed.send(sender=Endpoint, endpoint_ids=[endpoint.pk])
         endpoint_switched.send(
             sender=Endpoint, endpoint=endpoint, enabled=True, by=by, cancel_waiting=False
@@ -176,6 +237,12 @@ def endpoint_rotate_secret(
     endpoint.previous_secrets = keep[:MAX_PREVIOUS_SECRETS] or None
     endpoint.signing_secret = generate_secret()
     endpoint.save(update_fields=["signing_secret", "previous_secrets", "updated_at"])
+    audit_record(
+        Action.SECRET_ROTATED,
+        endpoint,
+        by=by,
+        details={"grace_seconds": int(grace.total_seconds())},
+    )
     return endpoint.signing_secret
 
 
@@ -195,24 +262,28 @@ def endpoints_purge_expired_secrets() -> int:
     return changed
 
 
+@transaction.atomic
 def endpoint_regenerate_token(endpoint: Endpoint, *, by: str) -> str:
     """Replace the bearer token sent to the endpoint, at once. Returns the new token."""
     endpoint.auth_token = secrets.token_urlsafe(32)
     endpoint.save(update_fields=["auth_token", "updated_at"])
+    audit_record(Action.TOKEN_REGENERATED, endpoint, by=by)
     return endpoint.auth_token
 
 
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
-def api_tokens_revoke(queryset) -> int:
+@transaction.atomic
+def api_tokens_revoke(queryset, *, by: str = "", reason: str = "") -> int:
     """Revoke the usable tokens among `queryset`; returns how many. They stop working
     at once in this process and within WEBHOOKHUB_API_TOKEN_CACHE_SECONDS everywhere."""
     ids = list(queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True))
-    revoked = ApiToken.objects.filter(pk__in=ids, revoked_at__isnull=True).update(
-        revoked_at=timezone.now()
-    )
+    now = timezone.now()
+    revoked = ApiToken.objects.filter(pk__in=ids, revoked_at__isnull=True).update(revoked_at=now)
     if revoked:
+        for token in ApiToken.objects.filter(pk__in=ids, revoked_at=now):
+            audit_record(Action.API_TOKEN_REVOKED, token, by=by, reason=reason)
         tokens_revoked.send(sender=ApiToken, token_ids=ids)
     return revoked
 
@@ -261,6 +332,7 @@ def endpoint_update(
     by: str,
     event_types: Iterable | None = None,
     enabled: bool | None = None,
+    reason: str = "",
     **fields,
 ) -> Endpoint:
     """Change an endpoint's settings, its subscriptions and/or its On/Off switch at once.
@@ -284,13 +356,13 @@ def endpoint_update(
     if fields:
         for name, value in fields.items():
             setattr(endpoint, name, value)
-        endpoint_save(endpoint, by=by)
+        endpoint_save(endpoint, by=by, reason=reason)
     if event_types is not None:
-        subscriptions_set(endpoint, event_types)
+        subscriptions_set(endpoint, event_types, by=by)
     if enabled is True:
-        endpoint_enable(endpoint, by=by)
+        endpoint_enable(endpoint, by=by, reason=reason)
     elif enabled is False:
-        endpoint_disable(endpoint, by=by, reason=f"switched off by {by}")
+        endpoint_disable(endpoint, by=by, reason=reason or f"switched off by {by}")
     return endpoint
 
 
@@ -302,4 +374,5 @@ def endpoint_delete(endpoint: Endpoint, *, by: str) -> None:
     concurrent publish referencing it finishes (or waits) before it goes.
     """
     Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+    audit_record(Action.ENDPOINT_DELETED, endpoint, by=by, details={"url": endpoint.url})
     endpoint.delete()

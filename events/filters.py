@@ -36,7 +36,7 @@ import json
 import operator
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import re2
 
@@ -122,6 +122,52 @@ def matches(spec: Any, envelope: dict) -> bool:
 @lru_cache(maxsize=1024)
 def _compile_cached(key: str) -> Callable[[dict], bool]:
     return compile_filter(json.loads(key))
+
+
+class Miss(NamedTuple):
+    """A condition an envelope failed: its path, operator, value and what was found
+    there (``found`` is ``ABSENT`` when the path is absent)."""
+
+    path: str
+    op: str
+    value: Any
+    found: Any
+
+
+ABSENT = _MISSING
+
+
+def first_misses(spec: Any, envelope: dict) -> list[Miss] | None:
+    """None if ``envelope`` passes ``spec``; otherwise the conditions that failed it:
+    the first failing condition of an ``and``, every alternative of a failed ``or``.
+    An invalid filter gives ``[]``. Never raises because of the envelope."""
+
+    def walk(node: Any) -> list[Miss] | None:
+        if node is None or (isinstance(node, dict) and not node):
+            return None
+        if isinstance(node, dict) and isinstance(node.get("and"), list):
+            for child in node["and"]:
+                misses = walk(child)
+                if misses is not None:
+                    return misses
+            return None
+        if isinstance(node, dict) and isinstance(node.get("or"), list):
+            found: list[Miss] = []
+            for child in node["or"]:
+                misses = walk(child)
+                if misses is None:
+                    return None
+                found.extend(misses)
+            return found
+        try:
+            if _build_condition(node, "filter")(envelope):
+                return None
+            actual = _resolve(envelope, _parse_path(node["path"], "filter.path"))
+        except (FilterError, TypeError, KeyError):
+            return []
+        return [Miss(node["path"], node["op"], node["value"], actual)]
+
+    return walk(spec)
 
 
 def _always(envelope: Any) -> bool:

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "events",
     "deliveries",  # before django_q: its `qcluster` command is the one that runs
     "django_q",
+    "audit",
     "console",  # the support console: the admin over the three apps above
 ]
 
@@ -148,6 +149,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "webhookhub" / "static"]  # the dashboard's script and styles
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -4,6 +4,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from deliveries.explain import delivery_reason, delivery_reasons
 from deliveries.models import DeliveryStatus, Trigger
 
 
@@ -31,6 +32,29 @@ class AttemptSerializer(serializers.Serializer):
         return attempt.error_kind or None
 
 
+class ReasonSerializer(serializers.Serializer):
+    code = serializers.CharField(
+        help_text="Stable: delivered, in_flight, dead, cancelled, held_endpoint_off, "
+        "held_partner_inactive, waiting_circuit_open, waiting_probe, queued_behind, "
+        "waiting_in_flight_cap, waiting_rate_limit, retry_scheduled, scheduled, due, "
+        "no_worker, held."
+    )
+    text = serializers.CharField(help_text="Why, in one sentence (in the request's language).")
+    short = serializers.CharField(help_text="A few words, for a status column.")
+
+
+class DeliveryListSerializer(serializers.ListSerializer):
+    """Explains a whole page at once (a fixed number of queries, see deliveries.explain)."""
+
+    def to_representation(self, data):
+        items = list(data.all() if hasattr(data, "all") else data)
+        root = self.root
+        known = getattr(root, "_context", None)
+        if known is not None:
+            known.setdefault("delivery_reasons", {}).update(delivery_reasons(items))
+        return super().to_representation(items)
+
+
 class DeliverySerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id")
     event = serializers.CharField(source="event.public_id", help_text="The event (`evt_…`).")
@@ -47,6 +71,16 @@ class DeliverySerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
+    reason = serializers.SerializerMethodField(help_text="Why it is in this state now.")
+
+    class Meta:
+        list_serializer_class = DeliveryListSerializer
+
+    @extend_schema_field(ReasonSerializer)
+    def get_reason(self, delivery) -> dict:
+        reasons = self.context.get("delivery_reasons") or {}
+        reason = reasons.get(delivery.pk) or delivery_reason(delivery)
+        return reason.as_dict()
 
 
 class DeliveryDetailSerializer(DeliverySerializer):

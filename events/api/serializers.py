@@ -148,3 +148,33 @@ class EventTypeCreateSerializer(StrictSerializer):
         if not EVENT_TYPE_NAME.fullmatch(value):  # `$` alone would take a final newline
             raise serializers.ValidationError(NAME_RULE)
         return value
+
+
+class RouteSerializer(serializers.Serializer):
+    """One endpoint the event could have gone to, and what happened there."""
+
+    endpoint = serializers.CharField(help_text="`ep_…`")
+    endpoint_name = serializers.CharField()
+    partner = serializers.CharField(help_text="`prt_…`")
+    outcome = serializers.ChoiceField(
+        choices=[
+            ("delivery", "It got a delivery (see `status` and `reason`)."),
+            ("not_subscribed", "Not subscribed to the event's type."),
+            ("filtered", "A payload filter did not match (`reason` names the condition)."),
+            ("endpoint_off", "The endpoint was switched off when it was published."),
+            ("partner_inactive", "The partner is inactive."),
+            ("created_later", "The endpoint was registered after the event."),
+            ("other_target", "A test event for another endpoint."),
+            ("unknown", "It matches now; its settings were different at publish time."),
+        ]
+    )
+    reason = serializers.CharField(help_text="Why, in one sentence (in the request's language).")
+    delivery = serializers.CharField(allow_null=True, help_text="`dlv_…` when there is one.")
+    status = serializers.CharField(allow_null=True)
+
+
+class RoutingSerializer(serializers.Serializer):
+    event = serializers.CharField()
+    event_type = serializers.CharField()
+    partner = serializers.CharField(allow_null=True, help_text="null: a broadcast.")
+    routes = RouteSerializer(many=True)

@@ -15,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from deliveries.explain import event_routing
 from deliveries.models import Delivery
 from deliveries.services import event_replay
 from endpoints.api.serializers import QueuedSerializer
@@ -29,6 +30,7 @@ from events.api.serializers import (
     EventTypeCreateSerializer,
     EventTypeSerializer,
     ReplaySerializer,
+    RoutingSerializer,
 )
 from events.catalog import event_type_archive, event_type_create, event_type_unarchive
 from events.models import Event, EventType
@@ -203,6 +205,27 @@ class EventViewSet(
                 raise ValidationError({"endpoint": [f"Unknown endpoint {data['endpoint']!r}."]})
         queued = event_replay(event, endpoint=endpoint, partner=client.partner, by=client.actor)
         return Response(QueuedSerializer({"queued": queued}).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Where the event went, and why not elsewhere",
+        description="For every endpoint the event could have gone to (the event's "
+        "partner's, or every endpoint for a broadcast; a partner token sees only its own): "
+        "its delivery and why it is in its state, or why there is none — not subscribed "
+        "to the type, a filter that did not match (which condition, with the value "
+        "found), the endpoint off at publish time, the partner inactive.",
+        responses={200: RoutingSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def routing(self, request, id=None):
+        event = self.get_object()
+        routes = event_routing(event, partner=request.user.partner)
+        data = {
+            "event": event.public_id,
+            "event_type": event.event_type.name,
+            "partner": event.partner.public_id if event.partner_id else None,
+            "routes": [route.as_dict() for route in routes],
+        }
+        return Response(RoutingSerializer(data).data)
 
 
 @extend_schema_view(

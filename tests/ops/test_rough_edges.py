@@ -183,12 +183,6 @@ def test_a_failed_test_event_reaches_the_partner_once_and_is_dead(event_types, r
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14/6: a failed test swept up by 'Recover failed…', 'Retry now' or "
-    "'Replay' is re-sent as a replay/manual attempt, and recording._failure then retries "
-    "it on the endpoint's schedule (only next_trigger == TEST is never retried)",
-)
 @pytest.mark.parametrize("action", ["recover", "retry now", "replay"])
 def test_a_failed_test_event_is_not_retried_after_recover_retry_or_replay(
     event_types, receiver, action

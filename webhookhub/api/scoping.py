@@ -9,11 +9,12 @@ forgetting its rule.
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from audit.models import AuditEntry
 from deliveries.models import Delivery
 from endpoints.models import Endpoint, Partner
 from events.models import Event, EventType
 
-SCOPED_MODELS = frozenset({Endpoint, Delivery, Event, EventType})
+SCOPED_MODELS = frozenset({Endpoint, Delivery, Event, EventType, AuditEntry})
 
 
 def partner_scope(model, partner: Partner) -> Q:
@@ -28,6 +29,8 @@ def partner_scope(model, partner: Partner) -> Q:
         return Q(partner=partner) | Q(partner__isnull=True) & Q(Exists(delivered))
     if model is EventType:
         return Q()  # the catalog is shared by everyone
+    if model is AuditEntry:
+        return Q(partner=partner)  # actions on its own endpoints, deliveries, events, tokens
     raise LookupError(f"No partner scope is defined for {model.__name__}.")
 
 

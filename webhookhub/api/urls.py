@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from audit.api import AuditEntryViewSet
 from deliveries.api.endpoints import EndpointViewSet
 from deliveries.api.views import DeliveryViewSet
 from events.api.views import EventTypeViewSet, EventViewSet
@@ -14,6 +15,7 @@ router.register("events", EventViewSet, basename="event")
 router.register("endpoints", EndpointViewSet, basename="endpoint")
 router.register("deliveries", DeliveryViewSet, basename="delivery")
 router.register("event-types", EventTypeViewSet, basename="event-type")
+router.register("audit", AuditEntryViewSet, basename="audit")
 
 urlpatterns = [
     path("v1/", include(router.urls)),
