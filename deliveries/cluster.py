@@ -18,11 +18,18 @@ always assumed to be waiting (so nothing lingers).
 """
 
 import logging
+import os
 import signal
 import sys
 import threading
 
 logger = logging.getLogger(__name__)
+
+# A worker still alive this long after SIGTERM exits anyway: a deploy's grace is
+# usually 30 s, after which everything is SIGKILLed; what it held is given back by the
+# lease expiry either way, and going first keeps "stopped within the grace" true
+# whatever held it (a receiver slower than its timeout, a stuck library call).
+STOP_DEADLINE_SECONDS = 25
 
 _signalled = threading.Event()
 _busy = threading.Event()  # one of our loop tasks is running in this process
@@ -83,9 +90,18 @@ def others_waiting() -> bool:
 
 
 def _on_sigterm(signum, frame):
-    _signalled.set()
+    if not _signalled.is_set():
+        _signalled.set()
+        watchdog = threading.Timer(STOP_DEADLINE_SECONDS, _exit_now)
+        watchdog.daemon = True
+        watchdog.start()
     if not _busy.is_set():
         raise SystemExit(0)  # idle worker: nothing to finish
+
+
+def _exit_now() -> None:
+    logger.warning("worker still running %s s after SIGTERM: exiting", STOP_DEADLINE_SECONDS)
+    os._exit(0)
 
 
 def worker_started(sender=None, **kwargs) -> None:

@@ -5,6 +5,7 @@ and people's re-sends (replay, retry now, recover) going out at once."""
 import itertools
 import os
 import signal
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -91,9 +92,7 @@ def test_sigkill_in_the_middle_of_a_burst_loses_nothing(event_types, receiver, s
     before = len(receiver.requests)
     assert before < 500, "killed in the middle"
     start_cluster()
-    wait_until(
-        lambda: succeeded() == 500, timeout=90, message=f"all delivered after: {statuses()}"
-    )
+    wait_until(lambda: succeeded() == 500, timeout=90, message=f"all delivered after: {statuses()}")
     assert {r.headers["webhook-id"] for r in receiver.requests} == {e.public_id for e in events}
     duplicates = assert_never_overlapping(receiver.requests)
     print(f"SIGKILL after {before} of 500: {duplicates} duplicates")
@@ -209,16 +208,57 @@ def test_sigterm_stops_the_cluster_within_30_s_holding_nothing(
         os.killpg(cluster.process.pid, signal.SIGTERM)
     cluster.process.wait(35)
     took = time.monotonic() - started
-    # Every process of the group is gone, not only the main one.
-    wait_until(lambda: not _group_alive(cluster.process.pid), timeout=5, message="group gone")
     assert took < 30, f"qcluster took {took:.1f}s to stop"
+    # Every process of the group is gone within the grace, not only the main one.
+    try:
+        wait_until(
+            lambda: not _group_alive(cluster.process.pid),
+            timeout=30 - (time.monotonic() - started),
+            interval=0.05,
+            message="group gone",
+        )
+    except AssertionError:
+        raise AssertionError(f"group still alive: {_dump_group(cluster.process.pid)}") from None
+    group_took = time.monotonic() - started
     assert Delivery.objects.filter(status=DeliveryStatus.IN_FLIGHT).count() == 0, (
         "what it held was finished or given back"
     )
     assert succeeded() < 200, "stopped in the middle of the burst"
     start_cluster()
     wait_until(lambda: succeeded() == 200, timeout=120, message=f"the rest: {statuses()}")
-    print(f"SIGTERM to the {target}: stopped in {took:.1f}s")
+    print(f"SIGTERM to the {target}: main stopped in {took:.1f}s, group in {group_took:.1f}s")
+
+
+def _members(pgid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def _dump_group(pgid: int) -> str:
+    """What each remaining member is doing (py-spy, when it can attach)."""
+    import shutil
+    import subprocess
+
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    out = []
+    for pid in _members(pgid):
+        try:
+            dump = subprocess.run(
+                [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=20
+            )
+            out.append(f"pid {pid}:\n{dump.stdout}{dump.stderr}")
+        except Exception as error:
+            out.append(f"pid {pid}: {error}")
+    return "\n".join(out)
 
 
 def _group_alive(pgid: int) -> bool:
