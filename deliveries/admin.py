@@ -3,13 +3,33 @@
 import json
 import shlex
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
-from deliveries.services import deliveries_cancel, deliveries_retry_now
+from audit.admin import audit_trail
+from deliveries.explain import delivery_reason, delivery_reasons, when
+from deliveries.models import (
+    RETRYABLE_STATUSES,
+    WAITING_STATUSES,
+    CircuitState,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    EndpointHealth,
+)
+from deliveries.services import (
+    deliveries_cancel,
+    deliveries_retry_now,
+    delivery_cancel,
+    delivery_retry_now,
+)
 from events.models import Event
 from webhookhub.admin_utils import HistoryAdminMixin, actor
 
@@ -84,23 +104,39 @@ class AttemptInline(admin.StackedInline):
         )
 
 
-class PartnerFilter(admin.RelatedFieldListFilter):
-    pass
+class ExplainedChangeList(ChangeList):
+    """Explains the page's deliveries at once (deliveries.explain: a fixed number of
+    queries whatever the page size), for the "status / why" column."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        reasons = delivery_reasons(self.result_list)
+        for delivery in self.result_list:
+            delivery.reason = reasons[delivery.pk]
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label=gettext_lazy("Reason (optional)"),
+        help_text=gettext_lazy("Kept in the audit trail with your name."),
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
+    # Fits 1366 px: the error and the next attempt are in the "why" (whole sentence on
+    # hover and on the delivery's page), the type under the event, the partner under
+    # the endpoint.
     list_display = (
         "public_id",
-        "status_badge",
+        "status_why",
         "event_link",
-        "event_type",
-        "endpoint",
-        "partner",
+        "endpoint_partner",
         "attempt_count",
         "last_status_code",
-        "last_error_short",
-        "next_attempt_at",
         "created_at",
     )
     list_filter = (
@@ -115,6 +151,7 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
     search_help_text = "A dlv_… or evt_… id."
     readonly_fields = (
         "public_id",
+        "why",
         "status",
         "event_link",
         "endpoint_link",
@@ -128,10 +165,156 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
         "completed_at",
         "request_body",
         "curl",
+        "audit",
     )
     fields = readonly_fields
     inlines = [AttemptInline]
     actions = ["retry_now", "cancel"]
+    change_form_template = "admin/deliveries/delivery/change_form.html"
+
+    def get_changelist(self, request, **kwargs):
+        return ExplainedChangeList
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/retry/", view(self.retry_view), name="deliveries_delivery_retry"),
+            path("<int:pk>/cancel/", view(self.cancel_view), name="deliveries_delivery_cancel"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        delivery = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if delivery is not None:
+            extra_context.update(
+                can_retry=delivery.status in RETRYABLE_STATUSES
+                and self.has_replay_permission(request),
+                can_cancel=delivery.status in WAITING_STATUSES
+                and self.has_replay_permission(request),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # -- one delivery: Retry now / Cancel, with a confirmation and an optional reason
+    def retry_view(self, request, pk):
+        delivery = self._delivery_for_action(request, pk)
+        circuit = _circuit_notice(delivery)
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            if delivery_retry_now(delivery, by=actor(request), reason=reason):
+                text = _("Delivery %(id)s queued: a worker sends it now.") % {
+                    "id": delivery.public_id
+                }
+                level = messages.SUCCESS
+                if circuit:
+                    text = _("Delivery %(id)s queued. %(circuit)s") % {
+                        "id": delivery.public_id,
+                        "circuit": circuit,
+                    }
+                    level = messages.WARNING
+                self.message_user(request, text, level)
+            else:
+                self.message_user(
+                    request,
+                    _("Delivery %(id)s is %(status)s now: nothing was queued.")
+                    % {"id": delivery.public_id, "status": delivery.get_status_display()},
+                    messages.ERROR,
+                )
+            return redirect("admin:deliveries_delivery_change", delivery.pk)
+        return self._confirm(
+            request,
+            delivery,
+            form,
+            title=_("Retry delivery %(id)s now") % {"id": delivery.public_id},
+            explanation=_(
+                "It is sent again now with the same webhook-id and the same bytes; the new "
+                "attempt is recorded as retried by you."
+            ),
+            warning=circuit,
+            button=_("Retry now"),
+        )
+
+    def cancel_view(self, request, pk):
+        delivery = self._delivery_for_action(request, pk)
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            if delivery_cancel(delivery, by=actor(request), reason=form.cleaned_data["reason"]):
+                self.message_user(
+                    request,
+                    _("Delivery %(id)s cancelled: it will not be sent.")
+                    % {"id": delivery.public_id},
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request,
+                    _("Delivery %(id)s is not waiting: nothing was cancelled.")
+                    % {"id": delivery.public_id},
+                    messages.ERROR,
+                )
+            return redirect("admin:deliveries_delivery_change", delivery.pk)
+        return self._confirm(
+            request,
+            delivery,
+            form,
+            title=_("Cancel delivery %(id)s") % {"id": delivery.public_id},
+            explanation=_("A waiting delivery is cancelled and never sent."),
+            warning="",
+            button=_("Cancel the delivery"),
+        )
+
+    def _delivery_for_action(self, request, pk) -> Delivery:
+        if not self.has_replay_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        return get_object_or_404(Delivery.objects.select_related("endpoint", "event"), pk=pk)
+
+    def _confirm(self, request, delivery, form, *, title, explanation, warning, button):
+        return TemplateResponse(
+            request,
+            "admin/deliveries/delivery/confirm_one.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": delivery,
+                "title": title,
+                "explanation": explanation,
+                "why": delivery_reason(delivery).text,
+                "warning": warning,
+                "form": form,
+                "button": button,
+            },
+        )
+
+    @admin.display(description=gettext_lazy("Status / why"), ordering="status")
+    def status_why(self, delivery):
+        reason = getattr(delivery, "reason", None) or delivery_reason(delivery)
+        return format_html(
+            '<strong style="color:{}">{}</strong><br><span class="why" title="{}">{}</span>',
+            STATUS_COLOURS.get(delivery.status, "#444"),
+            delivery.get_status_display(),
+            reason.text,
+            reason.short,
+        )
+
+    @admin.display(description=gettext_lazy("Why"))
+    def why(self, delivery):
+        return format_html('<strong id="delivery-why">{}</strong>', delivery_reason(delivery).text)
+
+    @admin.display(description=gettext_lazy("Endpoint / partner"))
+    def endpoint_partner(self, delivery):
+        return format_html(
+            '<a href="{}">{}</a><br><span class="quiet">{}</span>',
+            reverse("admin:endpoints_endpoint_change", args=[delivery.endpoint_id]),
+            delivery.endpoint.name,
+            delivery.endpoint.partner.name,
+        )
+
+    @admin.display(description=gettext_lazy("Audit trail"))
+    def audit(self, delivery):
+        return format_html("{}", audit_trail(delivery))
 
     def get_search_results(self, request, queryset, search_term):
         """A dlv_ id, or an evt_ id resolved to its event first: index lookups only."""
@@ -144,20 +327,13 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
             ), False
         return queryset.filter(public_id=term), False
 
-    @admin.display(description="Status", ordering="status")
-    def status_badge(self, delivery):
-        return format_html(
-            '<strong style="color:{}">{}</strong>',
-            STATUS_COLOURS.get(delivery.status, "#444"),
-            delivery.get_status_display(),
-        )
-
-    @admin.display(description="Event")
+    @admin.display(description=gettext_lazy("Event"))
     def event_link(self, delivery):
         return format_html(
-            '<a href="{}">{}</a>',
+            '<a href="{}">{}</a><br><span class="quiet">{}</span>',
             reverse("admin:events_event_change", args=[delivery.event_id]),
             delivery.event.public_id,
+            delivery.event.event_type.name,
         )
 
     @admin.display(description="Endpoint")
@@ -167,22 +343,6 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
             reverse("admin:endpoints_endpoint_change", args=[delivery.endpoint_id]),
             delivery.endpoint.name,
             delivery.endpoint.url,
-        )
-
-    @admin.display(description="Type")
-    def event_type(self, delivery):
-        return delivery.event.event_type.name
-
-    @admin.display(description="Partner")
-    def partner(self, delivery):
-        return delivery.endpoint.partner.name
-
-    @admin.display(description="Last error")
-    def last_error_short(self, delivery):
-        return (
-            (delivery.last_error[:60] + "…")
-            if len(delivery.last_error) > 60
-            else delivery.last_error
         )
 
     @admin.display(description="Request body (identical on every attempt)")
@@ -258,3 +418,22 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
                 "selected": queryset.values_list("pk", flat=True),
             },
         )
+
+
+def _circuit_notice(delivery: Delivery) -> str:
+    """What "retry now" really does when the endpoint's circuit is open, or it is off."""
+    endpoint = delivery.endpoint
+    if not endpoint.enabled:
+        return _("The endpoint is switched off: the delivery waits until it is switched on again.")
+    health = EndpointHealth.objects.filter(pk=endpoint.pk).first()
+    if health is None or health.circuit_state == CircuitState.CLOSED:
+        return ""
+    if health.circuit_state == CircuitState.HALF_OPEN:
+        return _(
+            "The endpoint's circuit is half-open: a probe is being sent; this delivery goes "
+            "when it succeeds."
+        )
+    return _(
+        "The endpoint's circuit is open (next probe %(when)s): this delivery waits for the "
+        'probe to succeed. Use "Probe now" on the endpoint to try at once.'
+    ) % {"when": when(health.circuit_retry_at)}

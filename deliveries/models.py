@@ -201,6 +201,7 @@ class EndpointHealth(models.Model):
     class Meta:
         verbose_name = _("endpoint health")
         verbose_name_plural = _("endpoint health")
+        permissions = [("manage_circuit", "Can probe now and close circuits")]
         indexes = [
             models.Index(
                 fields=["failing_since"],

@@ -6,10 +6,17 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, OuterRef, Q, Subquery
+from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from audit.admin import audit_trail
+from deliveries.explain import event_routing
 from deliveries.models import Delivery
 from deliveries.services import event_replay
 from endpoints.models import Endpoint, Partner
@@ -115,6 +122,13 @@ class ReplayForm(forms.Form):
         required=False,
         help_text="Leave all unticked to replay to every subscribed endpoint.",
     )
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label=gettext_lazy("Reason (optional)"),
+        help_text=gettext_lazy("Kept in the audit trail with your name."),
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
 
 
 @admin.register(Event)
@@ -143,11 +157,83 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
         "tags",
         "occurred_at",
         "created_at",
+        "routing",
         "envelope",
+        "audit",
     )
     fields = readonly_fields
     inlines = [DeliveryInline]
     actions = ["replay"]
+    change_form_template = "admin/events/event/change_form.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/replay/", view(self.replay_one_view), name="events_event_replay"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_replay": self.has_replay_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description=gettext_lazy("Where it went, and why not elsewhere"))
+    def routing(self, event):
+        return format_html(
+            "{}",
+            render_to_string("admin/events/event/routing.html", {"routes": event_routing(event)}),
+        )
+
+    @admin.display(description=gettext_lazy("Audit trail"))
+    def audit(self, event):
+        return format_html("{}", audit_trail(event))
+
+    def replay_one_view(self, request, pk):
+        """The event page's Replay button: choose endpoints (or all), confirm."""
+        if not self.has_replay_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        event = get_object_or_404(Event.objects.select_related("event_type", "partner"), pk=pk)
+        form = ReplayForm(request.POST or None)
+        form.fields["endpoints"].queryset = Endpoint.objects.filter(
+            pk__in=self._replay_candidates(event)
+        ).select_related("partner")
+        if request.method == "POST" and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            targets = list(form.cleaned_data["endpoints"]) or [None]
+            queued = sum(
+                event_replay(event, endpoint=endpoint, by=actor(request), reason=reason)
+                for endpoint in targets
+            )
+            self.message_user(
+                request,
+                _("Replaying %(event)s: %(n)s deliveries queued.")
+                % {"event": event.public_id, "n": queued},
+                messages.SUCCESS if queued else messages.WARNING,
+            )
+            return redirect("admin:events_event_change", event.pk)
+        return TemplateResponse(
+            request,
+            "admin/events/event/replay.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": _("Replay %(event)s") % {"event": event.public_id},
+                "events": [event],
+                "original": event,
+                "form": form,
+                "single": True,
+            },
+        )
+
+    @staticmethod
+    def _replay_candidates(event) -> set[int]:
+        candidates = set(event.deliveries.values_list("endpoint_id", flat=True))
+        candidates |= set(
+            endpoint_ids_for_event(event.event_type.name, event.partner, json.loads(event.body))
+        )
+        return candidates
 
     def get_queryset(self, request):
         # Correlated subqueries: evaluated for the rows on the page only, not the table.
@@ -203,10 +289,7 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
         events = list(queryset.select_related("event_type", "partner")[:100])
         candidates = set()
         for event in events:
-            candidates |= set(event.deliveries.values_list("endpoint_id", flat=True))
-            candidates |= set(
-                endpoint_ids_for_event(event.event_type.name, event.partner, json.loads(event.body))
-            )
+            candidates |= self._replay_candidates(event)
         form = ReplayForm(request.POST if "confirm" in request.POST else None)
         form.fields["endpoints"].queryset = Endpoint.objects.filter(
             pk__in=candidates
@@ -224,7 +307,12 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
                     ):
                         refused += 1
                         continue
-                    queued += event_replay(event, endpoint=endpoint, by=actor(request))
+                    queued += event_replay(
+                        event,
+                        endpoint=endpoint,
+                        by=actor(request),
+                        reason=form.cleaned_data["reason"],
+                    )
             note = f" ({refused} skipped: endpoint of another partner)" if refused else ""
             self.message_user(
                 request,

@@ -20,12 +20,20 @@ def support_user(transactional_db):
     """A staff member in the "Support" group, as the migration defines it."""
     from importlib import import_module
 
-    migration = import_module("deliveries.migrations.0002_support_group_and_system_event_types")
+    granted = [
+        *import_module(
+            "deliveries.migrations.0002_support_group_and_system_event_types"
+        ).SUPPORT_PERMISSIONS,
+        *import_module(
+            "endpoints.migrations.0005_support_registers_endpoints"
+        ).SUPPORT_ENDPOINT_PERMISSIONS,
+        *import_module("audit.migrations.0002_support_reads_the_trail").SUPPORT_PERMISSIONS,
+    ]
     ensure_permissions()
     group, _ = Group.objects.get_or_create(name="Support")
     group.permissions.set(
         Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        for app_label, codename in migration.SUPPORT_PERMISSIONS
+        for app_label, codename in granted
     )
     user = User.objects.create_user("sam", password="pw-for-tests", is_staff=True)
     user.groups.add(group)
