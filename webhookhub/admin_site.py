@@ -1,39 +1,124 @@
 """The admin site: Django's admin, with the delivery-health dashboard as its home."""
 
+from datetime import datetime
+
 from django.contrib import admin
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.utils.translation import gettext_lazy as _
 
 from webhookhub.charts import hourly_bars
+
+POLL_SECONDS = 5
+LINK_MAX_ENDPOINTS = 50  # a reason behind more endpoints links to all its deliveries
+WAITING = "pending,retrying"
+# An endpoint's deliveries that are not done: waiting (held ones too), in flight, dead.
+UNFINISHED_OR_DEAD = "pending,retrying,in_flight,dead"
+
+# Words the page's script shows; `%(name)s` is filled in by the script.
+LIVE_LABELS = {
+    "events": _("Events published"),
+    "ok": _("Attempts succeeded"),
+    "failed": _("Attempts failed"),
+    "success_rate": _("Success rate"),
+    "p50_ms": _("Latency p50"),
+    "p95_ms": _("Latency p95"),
+    "empty": _("Nothing in the last hour."),
+    "updated": _("updated %(time)s"),
+    "stale": _("not updated since %(time)s (%(error)s); trying again"),
+    "at_least": _("at least %(n)s"),
+    "seconds": _("%(s)s s"),
+    "minutes": _("%(m)s min"),
+    "hours": _("%(h)s h %(m)s min"),
+    "days": _("%(d)s d %(h)s h"),
+}
 
 
 class WebhookhubAdminSite(admin.AdminSite):
     site_header = "webhookhub"
     site_title = "webhookhub"
-    index_title = "Delivery health"
+    index_title = _("Delivery health")
     index_template = "admin/dashboard.html"
+    # Nothing is served at "/" (the API, the portal and /metrics have their own paths):
+    # no "View site" link that would lead to a 404.
+    site_url = None
 
     def get_urls(self):
-        from django.urls import path
-
         return [
             path("shown-once/", self.admin_view(shown_once_view), name="shown_once"),
+            path(
+                "dashboard/live.json",
+                self.admin_view(self.dashboard_live_view),
+                name="dashboard_live",
+            ),
             *super().get_urls(),
         ]
 
     def index(self, request, extra_context=None):
         extra_context = extra_context or {}
         if request.user.has_perm("deliveries.view_delivery"):
-            from deliveries.dashboard import dashboard
+            from deliveries.dashboard import WAITING_REASONS, dashboard
 
             data = dashboard(refresh="refresh" in request.GET)
+            live = live_payload()
             extra_context.update(
                 dashboard=data,
                 chart=hourly_bars(data.hourly),
                 links=_dashboard_links(data),
+                live=live,
+                live_asof=timezone.localtime(datetime.fromisoformat(live["computed_at"])),
+                live_labels=LIVE_LABELS,
+                waiting_reasons=WAITING_REASONS,
+                poll_seconds=POLL_SECONDS,
             )
         return super().index(request, extra_context)
+
+    def dashboard_live_view(self, request):
+        """The live figures as JSON, polled by the dashboard (admin login and
+        deliveries.view_delivery required)."""
+        if not request.user.has_perm("deliveries.view_delivery"):
+            raise PermissionDenied
+        return JsonResponse(live_payload())  # admin_view: never cached by browsers
+
+
+def live_payload() -> dict:
+    """The live figures with the filtered list behind each waiting figure."""
+    from deliveries.dashboard import live
+
+    data = dict(live())
+    computed_at = timezone.localtime(datetime.fromisoformat(data["computed_at"]))
+    waiting = dict(data["waiting"])
+    endpoints = waiting.pop("endpoints")
+    waiting["links"] = {
+        reason: _waiting_link(reason, ids, computed_at) for reason, ids in endpoints.items()
+    }
+    data["waiting"] = waiting
+    data["links"] = {
+        "backlog": _changelist(
+            "deliveries_delivery", status__in=WAITING, next_attempt_at__lte=computed_at.isoformat()
+        ),
+        "in_flight": _changelist("deliveries_delivery", status__exact="in_flight"),
+        "open_circuits": _changelist(
+            "endpoints_endpoint", health__circuit_state__in="open,half_open"
+        ),
+    }
+    return data
+
+
+def _waiting_link(reason: str, endpoint_ids: list[int], now) -> str:
+    params = {"status__in": WAITING}
+    if endpoint_ids and len(endpoint_ids) <= LINK_MAX_ENDPOINTS:
+        params["endpoint__id__in"] = ",".join(str(pk) for pk in endpoint_ids)
+    if reason == "ordered":
+        params["next_attempt_at__isnull"] = "True"
+    elif reason in ("due", "rate_limited"):
+        params["next_attempt_at__lte"] = now.isoformat()
+    elif reason == "later":
+        params["next_attempt_at__gt"] = now.isoformat()
+    return _changelist("deliveries_delivery", **params)
 
 
 def _changelist(model: str, **params) -> str:
@@ -42,21 +127,19 @@ def _changelist(model: str, **params) -> str:
 
 
 def _dashboard_links(data) -> dict:
-    """The filtered list behind every number on the dashboard."""
-    now = timezone.localtime(data.computed_at)
+    """The filtered list behind every number of the minute figures."""
     links = {
-        "backlog": _changelist(
-            "deliveries_delivery",
-            status__in="pending,retrying",
-            next_attempt_at__lte=now.isoformat(),
-        ),
-        "in_flight": _changelist("deliveries_delivery", status__exact="in_flight"),
         "dead": _changelist("deliveries_delivery", status__exact="dead"),
-        "open_circuits": _changelist(
-            "endpoints_endpoint", health__circuit_state__in="open,half_open"
-        ),
         "disabled": _changelist("endpoints_endpoint", enabled__exact="0"),
         "windows": {},
+        "failing": {
+            endpoint.pk: _changelist(
+                "deliveries_delivery",
+                endpoint__id__exact=endpoint.pk,
+                status__in=UNFINISHED_OR_DEAD,
+            )
+            for endpoint in data.failing
+        },
     }
     for window in data.windows:
         since = timezone.localtime(window.since).isoformat()
@@ -68,7 +151,9 @@ def _dashboard_links(data) -> dict:
             "failed": _changelist(
                 "deliveries_delivery", status__in="retrying,dead", last_attempt_at__gte=since
             ),
-            "dead": _changelist("deliveries_delivery", status__exact="dead", created_at__gte=since),
+            "dead": _changelist(
+                "deliveries_delivery", status__exact="dead", completed_at__gte=since
+            ),
         }
     return links
 
