@@ -25,6 +25,7 @@ the script prints them. Writes bench/admin/results/experiments-<UTC timestamp>.j
 
 import argparse
 import json
+import math
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,11 +89,11 @@ def patch_dashboard():
         def percentile(q):
             if not total:
                 return None
-            index = min(total - 1, int(q * total))  # as dashboard._percentile
+            rank = max(1, math.ceil(q * total))  # as dashboard.percentile (percentile_disc)
             seen = 0
             for duration, _, n in rows:
                 seen += n
-                if seen > index:
+                if seen >= rank:
                     return duration
             return None
 
@@ -102,7 +103,9 @@ def patch_dashboard():
             events=Event.objects.filter(created_at__gte=since).count(),
             attempts_ok=ok,
             attempts_failed=total - ok,
-            dead=Delivery.objects.filter(status=DeliveryStatus.DEAD, created_at__gte=since).count(),
+            dead=Delivery.objects.filter(
+                status=DeliveryStatus.DEAD, completed_at__gte=since
+            ).count(),
             p50_ms=percentile(0.50),
             p95_ms=percentile(0.95),
         )

@@ -196,7 +196,8 @@ def create_small_tables(timer, now):
     subscriptions and tokens, through the ORM."""
     from django.db import transaction
 
-    from endpoints.models import ApiToken, CircuitState, Endpoint, Partner
+    from deliveries.models import CircuitState, EndpointHealth
+    from endpoints.models import ApiToken, Endpoint, Partner
     from endpoints.services import (
         api_token_create,
         endpoint_create,
@@ -259,10 +260,10 @@ def create_small_tables(timer, now):
             EventType.objects.update(created_at=past)
             ApiToken.objects.update(created_at=past, last_used_at=now - timedelta(minutes=3))
 
-            # Health states.
+            # Health states (on the endpoints' health rows, deliveries.EndpointHealth).
             for idx, (state, hours) in OPEN_CIRCUITS.items():
                 since = now - timedelta(hours=hours)
-                Endpoint.objects.filter(pk=endpoints[idx].pk).update(
+                EndpointHealth.objects.filter(pk=endpoints[idx].pk).update(
                     circuit_state=state,
                     consecutive_failures=5 + int(hours * 3),
                     failing_since=since,
@@ -272,7 +273,7 @@ def create_small_tables(timer, now):
                     failure_notice_at=since + timedelta(hours=1) if hours > 1 else None,
                 )
             for idx, hours in FAILING_CLOSED.items():
-                Endpoint.objects.filter(pk=endpoints[idx].pk).update(
+                EndpointHealth.objects.filter(pk=endpoints[idx].pk).update(
                     consecutive_failures=2, failing_since=now - timedelta(hours=hours)
                 )
             for idx, (kind, hours) in DISABLED.items():
@@ -287,15 +288,15 @@ def create_small_tables(timer, now):
                     kind=kind,
                 )
                 at = now - timedelta(hours=hours)
-                Endpoint.objects.filter(pk=endpoints[idx].pk).update(
-                    disabled_at=at,
+                Endpoint.objects.filter(pk=endpoints[idx].pk).update(disabled_at=at)
+                EndpointHealth.objects.filter(pk=endpoints[idx].pk).update(
                     failing_since=(at - timedelta(hours=120)) if kind == "auto" else None,
                     consecutive_failures=400 if kind == "auto" else 0,
                 )
             assert list(Endpoint.objects.order_by("pk").values_list("pk", flat=True)) == [
                 e.pk for e in endpoints
             ]
-            assert Endpoint.objects.exclude(circuit_state=CircuitState.CLOSED).count() == 6
+            assert EndpointHealth.objects.exclude(circuit_state=CircuitState.CLOSED).count() == 6
 
 
 # ----------------------------------------------------------------------------------------
@@ -369,9 +370,10 @@ def bulk_load(timer, now, n_events, n_attempts):
         cur.execute(
             """
             CREATE TEMP TABLE b_ep AS
-            SELECT (row_number() OVER (ORDER BY id) - 1)::int AS idx, id, partner_id, url,
-                   enabled, disabled_at, failing_since
-            FROM endpoints_endpoint
+            SELECT (row_number() OVER (ORDER BY e.id) - 1)::int AS idx, e.id, e.partner_id,
+                   e.url, e.enabled, e.disabled_at, h.failing_since
+            FROM endpoints_endpoint e
+            LEFT JOIN deliveries_endpointhealth h ON h.endpoint_id = e.id
             """
         )
         cur.execute(

@@ -14,8 +14,10 @@ For each page: one warm-up request, then `--runs` timed requests (median and max
 then one request under CaptureQueriesContext (kept out of the timings: capturing slows
 the database layer) for the number of SQL queries and the slowest one. Changelists
 are captured a second time with list_per_page=20 (instead of 100): the same number of
-queries means no per-row query. The dashboard is measured cold (its 30 s cache entry
-deleted before every request) and warm (cached).
+queries means no per-row query. The dashboard is measured cold (its cache entries, the
+minute figures and the live figures, deleted from the shared cache before every request)
+and warm (cached); so is the JSON the dashboard polls (admin/dashboard/live.json, its
+2 s cache entry deleted before every cold request).
 
 For every page over `--limit-ms` (300), its slowest queries (up to 3, each ≥ 20 ms)
 are run again under EXPLAIN (ANALYZE, BUFFERS) and the plans are stored.
@@ -49,6 +51,7 @@ ADMIN_FILES = (
     "deliveries/admin.py",
     "deliveries/dashboard.py",
     "webhookhub/admin_site.py",
+    "webhookhub/charts.py",
     "webhookhub/admin_utils.py",
 )
 
@@ -149,8 +152,16 @@ def page_list(ids):
     a = "/admin"
     d, e, ep = f"{a}/deliveries/delivery/", f"{a}/events/event/", f"{a}/endpoints/endpoint/"
     return [
-        ("dashboard (cold)", f"{a}/", "dashboard_cold", None, "cache entry deleted each run"),
-        ("dashboard (warm)", f"{a}/", "dashboard_warm", None, "figures cached (30 s)"),
+        ("dashboard (cold)", f"{a}/", "dashboard_cold", None, "cache entries deleted each run"),
+        ("dashboard (warm)", f"{a}/", "dashboard_warm", None, "figures cached"),
+        (
+            "dashboard live.json (cold)",
+            f"{a}/dashboard/live.json",
+            "live_cold",
+            None,
+            "cache entry deleted each run",
+        ),
+        ("dashboard live.json (warm)", f"{a}/dashboard/live.json", "live_warm", None, "cached 2 s"),
         ("endpoints", ep, "changelist", "endpoints.endpoint", ""),
         (
             "endpoints enabled=0",
@@ -323,13 +334,19 @@ def request(client, url):
 def measure(client, name, url, kind, model_label, runs):
     from django.apps import apps
     from django.contrib import admin
-    from django.core.cache import cache
+    from django.core.cache import caches
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from deliveries import dashboard
+
     def before():
+        # The figures live in the "shared" cache (a database table here, as in a
+        # deployment without Redis), not in Django's default cache.
         if kind == "dashboard_cold":
-            cache.delete("webhookhub:dashboard")
+            caches["shared"].delete_many([dashboard.CACHE_KEY, dashboard.LIVE_CACHE_KEY])
+        elif kind == "live_cold":
+            caches["shared"].delete(dashboard.LIVE_CACHE_KEY)
 
     before()
     request(client, url)  # warm-up (and, warm dashboard: fills the cache)
