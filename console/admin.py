@@ -132,22 +132,19 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         """Without the change permission Django shows every field read-only by its model
         value; the headers are shown masked instead, the event types as a list. The token
-        field is for those who may handle credentials (`rotate_credentials`)."""
-        fieldsets = super().get_fieldsets(request, obj)
+        field is for those who may handle credentials (`rotate_credentials`). A new
+        endpoint has no state, health or history to show yet."""
         editing = obj is None or self.has_change_permission(request, obj)
-        if editing and self.has_rotate_permission(request):
-            return fieldsets
         swap = {} if editing else {"headers": "masked_headers", "event_types": "subscribed"}
-        return [
-            (
-                title,
-                {
-                    **opts,
-                    "fields": [swap.get(f, f) for f in opts["fields"] if f not in TOKEN_FIELDS],
-                },
-            )
-            for title, opts in fieldsets
-        ]
+        drop = set() if editing and self.has_rotate_permission(request) else set(TOKEN_FIELDS)
+        if obj is None:
+            drop |= set(self.readonly_fields) - {"signing_secrets"}
+        fieldsets = []
+        for title, opts in super().get_fieldsets(request, obj):
+            fields = [swap.get(f, f) for f in opts["fields"] if f not in drop]
+            if fields:
+                fieldsets.append((title, {**opts, "fields": fields}))
+        return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
         """An endpoint stays with the partner it was registered for."""

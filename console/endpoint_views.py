@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 
-from console.forms import FilterWidget, RetryPolicyWidget, retry_preview
+from console.endpoint_widgets import FilterWidget, RetryPolicyWidget, retry_preview
 from console.health_columns import DAY
 from deliveries.models import FINAL_STATUSES as FINAL
 from deliveries.models import Delivery, Trigger
