@@ -1,0 +1,161 @@
+"""Support registers an endpoint through the real form in Chromium at 1366 px: the
+script's rows and the live retry preview, no horizontal scrolling, the saved rows."""
+
+import os
+import shutil
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+
+from endpoints.models import Endpoint
+from tests.e2e.conftest import ROOT
+from tests.factories import PartnerFactory
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.xdist_group("e2e"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
+WIDTH = 1366
+
+
+@pytest.fixture
+def page():
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def support_member():
+    """A staff member in "Support" with what the migrations give the group."""
+    from django.contrib.auth.models import Group, Permission, User
+
+    from tests.admin.conftest import ensure_permissions
+
+    ensure_permissions()
+    granted = [
+        *import_module(
+            "deliveries.migrations.0002_support_group_and_system_event_types"
+        ).SUPPORT_PERMISSIONS,
+        *import_module(
+            "endpoints.migrations.0005_support_registers_endpoints"
+        ).SUPPORT_ENDPOINT_PERMISSIONS,
+    ]
+    group, _ = Group.objects.get_or_create(name="Support")
+    group.permissions.set(
+        Permission.objects.get(content_type__app_label=app, codename=codename)
+        for app, codename in granted
+    )
+    user = User.objects.create_user("sam", password="support-pass-123", is_staff=True)
+    user.groups.add(group)
+    return user
+
+
+def fits(page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= WIDTH, f"{page.url} is {width} px wide"
+
+
+def test_support_registers_an_endpoint_with_the_structured_form_in_a_browser(
+    live_server, page, event_types
+):
+    support_member()
+    partner = PartnerFactory(name="Acme Shop")
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/endpoints/endpoint/add/")
+    page.fill("#id_username", "sam")
+    page.fill("#id_password", "support-pass-123")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#endpoint_form")
+    fits(page)
+
+    page.select_option("#id_partner", str(partner.pk))
+    page.fill("#id_name", "Acme orders")
+    page.fill("#id_url", "https://hooks.acme.example/webhooks")
+
+    # Retry: linear, and the preview follows what is typed.
+    assert page.is_hidden("#id_retry_policy__base_delay")  # the default has no settings
+    page.select_option("#id_retry_policy", "linear")
+    page.fill("#id_retry_policy__max_attempts", "4")
+    page.fill("#id_retry_policy__base_delay", "60")
+    page.fill("#id_retry_policy__max_delay", "3600")
+    page.fill("#id_retry_policy__jitter", "0")
+    page.wait_for_selector(".wh-schedule[data-attempts='4']")
+    waits = page.eval_on_selector_all(
+        ".wh-schedule tbody tr", "rows => rows.map(r => Number(r.dataset.wait))"
+    )
+    assert waits == [60, 120, 180]
+    assert "3 min" in page.inner_text(".wh-retry .wh-preview")
+    assert page.is_hidden("#id_retry_policy__schedule")
+
+    # A header: one row typed, one added and removed again.
+    headers = page.locator(".wh-headers")
+    headers.locator("input[name='headers__name_0']").fill("X-Partner-Key")
+    headers.locator("input[name='headers__value_0']").fill("pk-0123456789abcdef")
+    headers.locator(".wh-add").click()
+    assert headers.locator("tbody tr").count() == 2
+    headers.locator("tbody tr").last.locator(".wh-remove").click()
+    assert headers.locator("tbody tr").count() == 1
+
+    # Two event types from the catalog.
+    page.check("input[name='event_types__pick'][value='order.paid']")
+    page.check("input[name='event_types__pick'][value='shipment.moved']")
+
+    # The filter: data.amount gte 100, with a second row added and taken away.
+    conditions = page.locator(".wh-filter")
+    conditions.locator("input[name='filter__path_0']").fill("data.amount")
+    conditions.locator("select[name='filter__op_0']").select_option("gte")
+    conditions.locator("input[name='filter__value_0']").fill("100")
+    conditions.locator(".wh-add").click()
+    assert conditions.locator("tbody tr").count() == 2
+    conditions.locator("tbody tr").last.locator("input[name='filter__path_1']").fill("data.x")
+    conditions.locator("tbody tr").last.locator(".wh-remove").click()
+    assert conditions.locator("tbody tr").count() == 1
+
+    # The token: the partner's own.
+    page.check("input[name='token_action'][value='set']")
+    page.fill("#id_token_value", "partner-given-token-0042")
+
+    fits(page)
+    page.screenshot(path=str(ROOT / "var" / "endpoint-form-1366.png"), full_page=True)
+    page.click("input[name='_save']")
+
+    secret = page.input_value("#secret-value")
+    endpoint = Endpoint.objects.get(name="Acme orders")
+    assert secret == endpoint.signing_secret
+    assert endpoint.partner == partner
+    assert endpoint.url == "https://hooks.acme.example/webhooks"
+    assert endpoint.retry_policy == {
+        "strategy": "linear",
+        "max_attempts": 4,
+        "base_delay": 60,
+        "max_delay": 3600,
+        "jitter": 0,
+    }
+    assert endpoint.headers == {"X-Partner-Key": "pk-0123456789abcdef"}
+    assert endpoint.filter == {"path": "data.amount", "op": "gte", "value": 100}
+    assert endpoint.auth_token == "partner-given-token-0042"
+    assert list(endpoint.subscriptions.values_list("event_type", "filter")) == [
+        ("order.paid", None),
+        ("shipment.moved", None),
+    ]
+
+    # The change page shows it back, masked, and still fits.
+    page.goto(f"{live_server.url}/admin/endpoints/endpoint/{endpoint.pk}/change/")
+    assert page.input_value("input[name='headers__value_0']") == "••••cdef"
+    assert page.is_checked("input[name='event_types__pick'][value='shipment.moved']")
+    assert "3 min" in page.inner_text(".wh-retry .wh-preview")
+    fits(page)
