@@ -53,8 +53,8 @@ def test_change_page_and_list_show_header_values_masked_only(admin_client, endpo
     assert "hunter2" not in listed
 
 
-def test_view_only_staff_see_header_values_masked_only(client, support_user, endpoint):
-    client.force_login(support_user)
+def test_view_only_staff_see_header_values_masked_only(client, viewer_user, endpoint):
+    client.force_login(viewer_user)
     page = client.get(change_url(endpoint))
     assert page.status_code == 200
     html = page.content.decode()
