@@ -112,6 +112,8 @@ POLICY_FIELDS = (
     ("schedule", _("Schedule (s)"), _("Waits after each failed try, comma-separated.")),
 )
 
+POLICY_KEYS = frozenset(key for key, _label, _help in POLICY_FIELDS)
+
 
 def _number(text: str):
     """What a number field holds: an int, a float, or the text (the policy says why not)."""
@@ -189,7 +191,11 @@ class RetryPolicyWidget(StructuredJSONWidget):
     def to_parts(self, value):
         if value is None or value == {}:
             return {"strategy": ""}
-        if not isinstance(value, dict) or not set(value) <= {"strategy", *dict(POLICY_FIELDS)}:
+        if not isinstance(value, dict) or not set(value) <= {
+            "strategy",
+            *STRATEGY_FIELDS["schedule"],
+            "base_delay",
+        }:
             return None
         strategy = value.get("strategy", "schedule")
         if strategy not in STRATEGIES:

@@ -2,15 +2,17 @@
 with the workers' schedule previewed, header rows, event type checkboxes, filter rows,
 the bearer token; bad input is refused on its field and writes nothing."""
 
+import json
 from datetime import UTC, datetime
 from importlib import import_module
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 
+from console.endpoint_widgets import FilterWidget, RetryPolicyWidget
 from deliveries import engine
 from deliveries.policy import RetryPolicy, next_delay
 from endpoints.models import Endpoint, Subscription
@@ -26,14 +28,7 @@ SECRET = "hunter2-long-secret-value"
 
 @pytest.fixture
 def support(client, support_user):
-    """A Support member with every permission the migrations give the group."""
-    group = Group.objects.get(name="Support")
-    group.permissions.add(
-        *(
-            Permission.objects.get(content_type__app_label=app, codename=codename)
-            for app, codename in import_module(MIGRATION).SUPPORT_ENDPOINT_PERMISSIONS
-        )
-    )
+    """Signed in as a member of "Support", with what the migrations give the group."""
     client.force_login(support_user)
     return client
 
@@ -123,6 +118,10 @@ def test_support_registers_an_endpoint_with_the_structured_form(support, partner
     assert "pk-0123456789abcdef" not in page and "••••cdef" in page
     assert 'value="order.paid" id="id_event_types__order_paid" checked' in page
     assert "1 min" in page and "2 min" in page and "3 min" in page  # the schedule
+    # Shown back in its fields, not as JSON.
+    assert '<option value="linear" selected>' in page
+    assert 'name="retry_policy__base_delay" id="id_retry_policy__base_delay" value="60"' in page
+    assert 'name="retry_policy__mode" value="json" class="wh-json-toggle" checked' not in page
 
 
 def test_retry_preview_shows_the_schedule_the_workers_policy_gives(support, partner):
@@ -355,3 +354,48 @@ def test_the_migration_gives_support_the_endpoint_permissions_and_takes_them_bac
     migration.forwards(state.apps, None)
     codenames = set(group.permissions.values_list("codename", flat=True))
     assert {c for _a, c in migration.SUPPORT_ENDPOINT_PERMISSIONS} <= codenames
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {},
+        {"max_attempts": 1},
+        {"strategy": "exponential", "base_delay": 2.5, "max_delay": 604800, "jitter": 0.15},
+        {"strategy": "fixed", "base_delay": 30, "max_attempts": 50},
+        {"strategy": "schedule", "schedule": [1, 60, 3600.5], "jitter": 0},
+    ],
+)
+def test_a_stored_retry_policy_is_shown_in_fields_and_posted_back_the_same(policy):
+    widget = RetryPolicyWidget()
+    parts = widget.to_parts(policy)
+    assert parts is not None
+    data = {"retry_policy__mode": "fields", **{f"retry_policy__{k}": v for k, v in parts.items()}}
+    posted = json.loads(widget.value_from_datadict(data, None, "retry_policy"))
+    assert RetryPolicy.from_dict(posted or None) == RetryPolicy.from_dict(policy or None)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        None,
+        {"path": "data.amount", "op": "gte", "value": 100},
+        {"path": "data.code", "op": "eq", "value": "100"},
+        {"path": "data.name", "op": "regex", "value": "^a[0-9]+"},
+        {
+            "or": [
+                {"path": "data.tier", "op": "in", "value": ["gold", 2]},
+                {"path": "data.vip", "op": "exists", "value": True},
+                {"path": "data.note", "op": "contains", "value": "rush"},
+            ]
+        },
+    ],
+)
+def test_a_stored_filter_is_shown_in_rows_and_posted_back_the_same(spec):
+    widget = FilterWidget()
+    parts = widget.to_parts(spec)
+    data = {"filter__mode": "fields", "filter__join": parts["join"]}
+    for n, row in enumerate(parts["rows"]):
+        data.update({f"filter__path_{n}": row["path"], f"filter__op_{n}": row["op"]})
+        data[f"filter__value_{n}"] = row["value"]
+    assert json.loads(widget.value_from_datadict(data, None, "filter")) == spec

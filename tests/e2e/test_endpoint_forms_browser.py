@@ -158,4 +158,18 @@ def test_support_registers_an_endpoint_with_the_structured_form_in_a_browser(
     assert page.input_value("input[name='headers__value_0']") == "••••cdef"
     assert page.is_checked("input[name='event_types__pick'][value='shipment.moved']")
     assert "3 min" in page.inner_text(".wh-retry .wh-preview")
+    assert page.input_value("#id_retry_policy") == "linear"
+    assert page.input_value("#id_retry_policy__base_delay") == "60"
+    assert not page.is_checked("input[name='retry_policy__mode'][value='json']")
     fits(page)
+
+    # A protected header name is refused on the headers field; nothing changes.
+    page.fill("input[name='headers__name_0']", "Authorization")
+    page.click("input[name='_save']")
+    error = page.inner_text(".field-headers .errorlist")
+    assert "Authorization is set by webhookhub" in error
+    assert page.input_value("input[name='headers__name_0']") == "Authorization"
+    fits(page)
+    page.screenshot(path=str(ROOT / "var" / "endpoint-form-error-1366.png"), full_page=True)
+    endpoint.refresh_from_db()
+    assert endpoint.headers == {"X-Partner-Key": "pk-0123456789abcdef"}
