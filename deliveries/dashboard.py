@@ -40,7 +40,13 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from deliveries.models import CircuitState, Delivery, DeliveryAttempt, DeliveryStatus
+from deliveries.models import (
+    CircuitState,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    EndpointHealth,
+)
 from deliveries.selectors import BoundedCount, count_bounded, due_backlog, endpoint_counts
 from endpoints.models import Endpoint
 from events.models import Event
@@ -311,7 +317,12 @@ def compute_live(now: datetime) -> dict:
     minute_events = sum(events.get(first + i, 0) for i in range(LIVE_SLOTS)[recent])
     backlog = due_backlog(now)
     in_flight = count_bounded(Delivery.objects.filter(status=DeliveryStatus.IN_FLIGHT))
-    circuits = endpoint_counts().circuits
+    # Switched-on endpoints whose circuit is open or probing (the health table is small).
+    open_circuits = sorted(
+        EndpointHealth.objects.filter(
+            circuit_state__in=(CircuitState.OPEN, CircuitState.HALF_OPEN), endpoint__enabled=True
+        ).values_list("pk", flat=True)
+    )
     waiting = waiting_by_reason(now)
     ok_total = sum(r.get("ok", 0) for r in attempts.values())
     failed_total = sum(r.get("failed", 0) for r in attempts.values())
@@ -336,7 +347,8 @@ def compute_live(now: datetime) -> dict:
             else max(0, int((now - backlog.oldest_due_at).total_seconds()))
         ),
         "in_flight": {"count": in_flight.value, "exact": in_flight.exact},
-        "open_circuits": circuits[CircuitState.OPEN] + circuits[CircuitState.HALF_OPEN],
+        "open_circuits": len(open_circuits),
+        "open_circuit_endpoints": open_circuits,
         "waiting": waiting.as_json(),
     }
 

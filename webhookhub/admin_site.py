@@ -96,13 +96,20 @@ def live_payload() -> dict:
         reason: _waiting_link(reason, ids, computed_at) for reason, ids in endpoints.items()
     }
     data["waiting"] = waiting
+    open_circuits = data.pop("open_circuit_endpoints")
     data["links"] = {
         "backlog": _changelist(
             "deliveries_delivery", status__in=WAITING, next_attempt_at__lte=computed_at.isoformat()
         ),
         "in_flight": _changelist("deliveries_delivery", status__exact="in_flight"),
+        # By id: the endpoint list's circuit filter is not a lookup Django 5.2 allows.
         "open_circuits": _changelist(
-            "endpoints_endpoint", health__circuit_state__in="open,half_open"
+            "endpoints_endpoint",
+            **(
+                {"id__in": ",".join(str(pk) for pk in open_circuits)}
+                if 0 < len(open_circuits) <= LINK_MAX_ENDPOINTS
+                else {"enabled__exact": "1"}
+            ),
         ),
     }
     return data

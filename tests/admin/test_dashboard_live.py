@@ -256,3 +256,20 @@ def test_empty_database_gives_an_empty_but_complete_live_json(admin_client):
     assert data["waiting"]["total"] == 0
     page = admin_client.get(reverse("admin:index")).content.decode()
     assert "No attempts in the last 24 hours." in page
+
+
+def test_every_link_on_the_dashboard_opens_its_list(admin_client, troubles):
+    import html
+    import re
+
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    section = page[page.index('id="dashboard"') : page.index('id="dashboard-live"')]
+    links = {html.unescape(href) for href in re.findall(r'href="(/admin/[^"]+)"', section)}
+    assert len(links) > 15
+    for link in sorted(links):
+        assert admin_client.get(link).status_code == 200, link
+    data = admin_client.get(reverse(LIVE)).json()
+    for name in ("backlog", "in_flight", "open_circuits"):
+        assert admin_client.get(data["links"][name]).status_code == 200, name
+    circuits = admin_client.get(data["links"]["open_circuits"]).content.decode()
+    assert "broken" in circuits and "healthy" not in circuits
