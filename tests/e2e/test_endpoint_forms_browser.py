@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from endpoints.models import Endpoint
+from events.services import publish
 from tests.e2e.conftest import ROOT
 from tests.factories import PartnerFactory
 
@@ -75,6 +76,8 @@ def test_support_registers_an_endpoint_with_the_structured_form_in_a_browser(
 ):
     support_member()
     partner = PartnerFactory(name="Acme Shop")
+    publish("order.paid", {"amount": 50}, partner=partner)
+    publish("shipment.moved", {"amount": 150}, partner=partner)
     page.goto(f"{live_server.url}/admin/login/?next=/admin/endpoints/endpoint/add/")
     page.fill("#id_username", "sam")
     page.fill("#id_password", "support-pass-123")
@@ -124,6 +127,13 @@ def test_support_registers_an_endpoint_with_the_structured_form_in_a_browser(
     conditions.locator("tbody tr").last.locator("input[name='filter__path_1']").fill("data.x")
     conditions.locator("tbody tr").last.locator(".wh-remove").click()
     assert conditions.locator("tbody tr").count() == 1
+    # The preview runs the engine's filter over recent events, on the form as it stands.
+    with page.expect_popup() as opened:
+        conditions.locator(".wh-filter-preview").click()
+    preview = opened.value
+    preview.wait_for_selector("#preview-summary")
+    assert "1 of 2 would be delivered" in preview.inner_text("#preview-summary")
+    preview.close()
 
     # The token: the partner's own.
     page.check("input[name='token_action'][value='set']")
