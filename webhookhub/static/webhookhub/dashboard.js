@@ -11,6 +11,7 @@
   var every = 1000 * (parseInt(root.dataset.pollSeconds, 10) || 5);
   var lang = document.documentElement.lang || undefined;
   var number = new Intl.NumberFormat(lang, { maximumFractionDigits: 1 });
+  var tickNumber = new Intl.NumberFormat(lang, { maximumFractionDigits: 2 });
   var SVG = "http://www.w3.org/2000/svg";
 
   function fill(text, values) {
@@ -112,11 +113,11 @@
     svg.setAttribute("aria-label", figure.querySelector("figcaption").textContent);
     axis.forEach(function (v) {
       svg.appendChild(el("line", { "class": "grid", x1: left, x2: left + w, y1: y(v), y2: y(v) }));
-      svg.appendChild(el("text", { x: left - 4, y: y(v), "text-anchor": "end", "dominant-baseline": "middle" }, fmt(v)));
+      svg.appendChild(el("text", { x: left - 4, y: y(v), "text-anchor": "end", "dominant-baseline": "middle" }, tickNumber.format(v)));
     });
     // A time label every 10 minutes, on the server's clock.
     var first = Math.ceil((t0 + data.utc_offset_seconds) / 600) * 600 - data.utc_offset_seconds;
-    for (var ts = first; ts <= t1; ts += 600) {
+    for (var ts = first; x(ts) <= left + w - 16; ts += 600) {  // no label cut at the edge
       svg.appendChild(el("line", { "class": "axis", x1: x(ts), x2: x(ts), y1: top + h, y2: top + h + 4 }));
       svg.appendChild(el("text", { x: x(ts), y: height - 4, "text-anchor": "middle" }, clock(ts, false)));
     }
