@@ -12,10 +12,13 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from audit.admin import audit_trail
 from console import partners  # noqa: F401  (registers Partner and ApiToken)
+from console.circuit_views import CIRCUIT_PERMISSION, CircuitViews
 from console.endpoint_views import DisableForm, EndpointSupportViews
 from console.forms import EndpointForm
 from console.health_columns import DAY, FINISHED_OR_FAILING, health_cell, recent_count
+from deliveries.explain import endpoint_state
 from deliveries.models import CircuitState, Delivery, DeliveryAttempt, DeliveryStatus
 from endpoints import header_rules
 from endpoints.crypto import seal, unseal
@@ -35,11 +38,13 @@ TOKEN_FIELDS = ("token_action", "token_value")
 
 
 class CircuitFilter(admin.SimpleListFilter):
-    title = "circuit"
-    parameter_name = "health__circuit_state__in"
+    title = _("circuit")
+    # Not the lookup's own name: Django refuses lookups across a reverse one-to-one in
+    # the query string (400) unless the filter owns the parameter under its own name.
+    parameter_name = "circuit"
 
     def lookups(self, request, model_admin):
-        return [("open,half_open", "Open or probing"), ("closed", "Closed")]
+        return [("open,half_open", _("Open or probing")), ("closed", _("Closed"))]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -48,21 +53,21 @@ class CircuitFilter(admin.SimpleListFilter):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
+class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
     form = EndpointForm
     change_form_template = "admin/endpoints/endpoint/change_form.html"
+    # Fits 1366 px: the partner under the name, the URL shortened (whole on hover),
+    # on/off, circuit and the reason in one "state" column (whole sentence on hover).
     list_display = (
         "switch",
-        "name",
-        "partner",
-        "url",
+        "name_partner",
+        "short_url",
         "subscribed",
         "health_24h",
         "last_delivery",
-        "circuit",
-        "disabled_reason",
+        "state",
     )
-    list_display_links = ("name",)
+    list_display_links = ("name_partner",)
     list_filter = ("enabled", CircuitFilter, "ordered", "partner")
     search_fields = ("name", "=public_id", "url", "partner__name")
     list_select_related = ("partner", "health")
@@ -73,10 +78,12 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
         "disabled_kind",
         "disabled_by",
         "disabled_reason",
+        "state",
         "circuit",
         "consecutive_failures",
         "failing_since",
         "circuit_retry_at",
+        "audit",
         "bearer_token",
         "signing_secrets",
         "created_at",
@@ -119,6 +126,7 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
             "Health",
             {
                 "fields": (
+                    "state",
                     "circuit",
                     "consecutive_failures",
                     "failing_since",
@@ -126,7 +134,7 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
                 )
             },
         ),
-        ("History", {"fields": ("created_at", "updated_at")}),
+        ("History", {"fields": ("created_at", "updated_at", "audit")}),
     )
 
     def get_fieldsets(self, request, obj=None):
@@ -186,7 +194,48 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
             )
         )
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        endpoint = self.get_object(request, object_id)
+        if endpoint is not None:
+            health = getattr(endpoint, "health", None)
+            extra_context["circuit_not_closed"] = (
+                health is not None and health.circuit_state != CircuitState.CLOSED
+            )
+            extra_context["circuit_open"] = (
+                health is not None and health.circuit_state == CircuitState.OPEN
+            )
+            extra_context["can_manage_circuit"] = request.user.has_perm(CIRCUIT_PERMISSION)
+        return super().change_view(request, object_id, form_url, extra_context)
+
     # -- columns
+    @admin.display(description=_("Endpoint / partner"), ordering="name")
+    def name_partner(self, endpoint):
+        return format_html(
+            '{}<br><span class="quiet">{}</span>', endpoint.name, endpoint.partner.name
+        )
+
+    @admin.display(description=_("URL"), ordering="url")
+    def short_url(self, endpoint):
+        url = endpoint.url
+        shown = url if len(url) <= 40 else url[:28] + "…" + url[-11:]
+        return format_html('<span title="{}" class="wh-url">{}</span>', url, shown)
+
+    @admin.display(description=_("State"), ordering="enabled")
+    def state(self, endpoint):
+        reason = endpoint_state(endpoint, getattr(endpoint, "health", None))
+        colour = {"delivering": "#2e7d32", "failing": "#b26a00"}.get(reason.code, "#ba2121")
+        return format_html(
+            '<strong style="color:{}" title="{}" class="wh-state">{}</strong>',
+            colour,
+            reason.text,
+            reason.short,
+        )
+
+    @admin.display(description=_("Audit trail"))
+    def audit(self, endpoint):
+        return format_html("{}", audit_trail(endpoint))
+
     @admin.display(description="On/Off", ordering="enabled")
     def switch(self, endpoint):
         label = "On" if endpoint.enabled else "Off"
@@ -226,7 +275,7 @@ class EndpointAdmin(EndpointSupportViews, admin.ModelAdmin):
     def circuit(self, endpoint):
         health = getattr(endpoint, "health", None)
         if health is None or health.circuit_state == CircuitState.CLOSED:
-            return _("closed")
+            return _("closed") if endpoint.enabled else _("closed (the endpoint is off)")
         return format_html(
             '<strong style="color:#ba2121">{}</strong>', health.get_circuit_state_display()
         )

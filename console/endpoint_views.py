@@ -13,19 +13,21 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 
 from console.endpoint_widgets import FilterWidget, RetryPolicyWidget, retry_preview
 from console.health_columns import DAY
+from deliveries.explain import delivery_reason, endpoint_state
 from deliveries.models import FINAL_STATUSES as FINAL
-from deliveries.models import Delivery, Trigger
+from deliveries.models import TEST_EVENT_TYPE, Delivery, DeliveryStatus, EndpointHealth, Trigger
 from deliveries.policy import PolicyError
 from deliveries.selectors import delivery_test_attempt
 from deliveries.services import endpoint_failed_since, endpoint_recover, endpoint_test_queue
@@ -92,22 +94,38 @@ class EndpointSupportViews:
         return HttpResponseRedirect(reverse("admin:endpoints_endpoint_change", args=[endpoint.pk]))
 
     def toggle_view(self, request, pk):
-        """One click from the list: on → off (reason: switched off from the list), off → on."""
+        """The list's On/Off button: never one click on a live partner. On → the
+        switch-off page (with its reason); Off → a confirmation with an optional reason."""
         endpoint = self._endpoint(request, pk, "toggle")
-        if request.method != "POST":
-            return self._back(endpoint)
         if endpoint.enabled:
-            endpoint_disable(endpoint, by=actor(request), reason=f"switched off by {request.user}")
-            self.message_user(
-                request, f"{endpoint.name} is off; its deliveries wait.", messages.SUCCESS
+            return HttpResponseRedirect(
+                reverse("admin:endpoints_endpoint_disable", args=[endpoint.pk])
             )
-        else:
-            endpoint_enable(endpoint, by=actor(request))
-            self.message_user(request, f"{endpoint.name} is on.", messages.SUCCESS)
-        back = request.META.get("HTTP_REFERER", "")
-        if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
-            back = reverse("admin:endpoints_endpoint_changelist")
-        return HttpResponseRedirect(back)
+        form = EnableForm(request.POST if "confirm" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            endpoint_enable(endpoint, by=actor(request), reason=form.cleaned_data["reason"])
+            self.message_user(
+                request,
+                _("%(name)s is on; what waited for it is sent now.") % {"name": endpoint.name},
+                messages.SUCCESS,
+            )
+            return self._back(endpoint)
+        return self._render(
+            request,
+            "admin/endpoints/endpoint/confirm.html",
+            {
+                "title": _("Switch %(name)s on") % {"name": endpoint.name},
+                "explanation": _(
+                    "Deliveries to %(url)s start again; the deliveries kept while it was off "
+                    "are sent now, with a fresh circuit."
+                )
+                % {"url": endpoint.url},
+                "form": form,
+                "confirm": True,
+                "button": _("Switch on"),
+                "original": endpoint,
+            },
+        )
 
     def disable_view(self, request, pk):
         endpoint = self._endpoint(request, pk, "toggle")
@@ -119,7 +137,12 @@ class EndpointSupportViews:
                 reason=form.cleaned_data["reason"],
                 cancel_waiting=form.cleaned_data["cancel_waiting"],
             )
-            self.message_user(request, f"{endpoint.name} is off.", messages.SUCCESS)
+            self.message_user(
+                request,
+                _("%(name)s is off; its deliveries wait (your reason is in the audit trail).")
+                % {"name": endpoint.name},
+                messages.SUCCESS,
+            )
             return self._back(endpoint)
         return self._render(
             request,
@@ -221,6 +244,7 @@ class EndpointSupportViews:
                 "delivery": delivery,
                 "attempt": attempt,
                 "waiting": waiting,
+                "why": delivery_reason(delivery).text if waiting else "",
                 "refresh_seconds": 1,
             },
         )
@@ -245,14 +269,18 @@ class EndpointSupportViews:
                     return self._back(endpoint)
             else:
                 count = endpoint_failed_since(endpoint, since).count()
+        waiting = recover_context(
+            endpoint, form.cleaned_data["since"] if count is not None else None
+        )
         return self._render(
             request,
             "admin/endpoints/endpoint/recover.html",
             {
-                "title": f"Recover failed deliveries of {endpoint.name}",
+                "title": _("Recover failed deliveries of %(name)s") % {"name": endpoint.name},
                 "form": form,
                 "original": endpoint,
                 "count": count,
+                **waiting,
             },
         )
 
@@ -324,6 +352,42 @@ class EndpointSupportViews:
             "admin/endpoints/endpoint/retry_preview.html",
             {"title": _("Retry schedule"), "preview_html": html},
         )
+
+
+class EnableForm(forms.Form):
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label=_lazy("Reason (optional)"),
+        help_text=_lazy("Kept in the audit trail with your name."),
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+
+
+def recover_context(endpoint: Endpoint, since) -> dict:
+    """What else a recover touches or leaves: the failed ones by status, the unfinished
+    ones it does not re-send (pending behind an open circuit or a switch), and what the
+    circuit will do to the re-sent ones."""
+    if since is None:
+        return {}
+    counts = dict(
+        Delivery.objects.filter(endpoint=endpoint, created_at__gte=since)
+        .exclude(event__event_type__name=TEST_EVENT_TYPE)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    health = EndpointHealth.objects.filter(pk=endpoint.pk).first()
+    state = endpoint_state(endpoint, health)
+    held = state.code.startswith("off_") or state.code in ("circuit_open", "probing")
+    return {
+        "retrying": counts.get(DeliveryStatus.RETRYING, 0),
+        "dead": counts.get(DeliveryStatus.DEAD, 0),
+        "pending": counts.get(DeliveryStatus.PENDING, 0),
+        "in_flight": counts.get(DeliveryStatus.IN_FLIGHT, 0),
+        "held_by": state.text if held else "",
+        "circuit_open": state.code == "circuit_open",
+    }
 
 
 class DisableForm(forms.Form):

@@ -30,6 +30,7 @@ from deliveries.services import (
     delivery_cancel,
     delivery_retry_now,
 )
+from endpoints.models import Endpoint
 from events.models import Event
 from webhookhub.admin_utils import HistoryAdminMixin, actor
 
@@ -199,7 +200,7 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
     def retry_view(self, request, pk):
         delivery = self._delivery_for_action(request, pk)
         circuit = _circuit_notice(delivery)
-        form = ReasonForm(request.POST or None)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             reason = form.cleaned_data["reason"]
             if delivery_retry_now(delivery, by=actor(request), reason=reason):
@@ -237,7 +238,7 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
 
     def cancel_view(self, request, pk):
         delivery = self._delivery_for_action(request, pk)
-        form = ReasonForm(request.POST or None)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             if delivery_cancel(delivery, by=actor(request), reason=form.cleaned_data["reason"]):
                 self.message_user(
@@ -370,16 +371,18 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Retry selected deliveries now…", permissions=["replay"])
     def retry_now(self, request, queryset):
+        held = _held_endpoints(queryset)
         return self._confirm_bulk(
             request,
             queryset,
             action="retry_now",
             verb="Retry now",
             explanation="Failed, dead, cancelled and waiting deliveries are sent again now with "
-            "the same webhook-id; succeeded and in-flight ones are skipped.",
+            "the same webhook-id; succeeded and in-flight ones are skipped."
+            + (" " + held if held else ""),
             run=lambda qs: deliveries_retry_now(qs, by=actor(request)),
             done="Queued {n} of {total} selected deliveries; {skipped} skipped "
-            "(succeeded or in flight).",
+            "(succeeded or in flight)." + (" " + held if held else ""),
         )
 
     @admin.action(description="Cancel selected deliveries…", permissions=["replay"])
@@ -418,6 +421,23 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
                 "selected": queryset.values_list("pk", flat=True),
             },
         )
+
+
+def _held_endpoints(queryset) -> str:
+    """For a bulk retry: how many of the selected deliveries' endpoints hold them back."""
+    endpoint_ids = set(queryset.order_by().values_list("endpoint_id", flat=True)[:10_000])
+    off = Endpoint.objects.filter(pk__in=endpoint_ids, enabled=False).count()
+    open_circuits = (
+        EndpointHealth.objects.filter(pk__in=endpoint_ids)
+        .exclude(circuit_state=CircuitState.CLOSED)
+        .count()
+    )
+    if not off and not open_circuits:
+        return ""
+    return _(
+        "%(open)s of their endpoints have an open circuit and %(off)s are switched off: "
+        "those deliveries wait for the probe or the switch (see each endpoint)."
+    ) % {"open": open_circuits, "off": off}
 
 
 def _circuit_notice(delivery: Delivery) -> str:

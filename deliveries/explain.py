@@ -312,21 +312,69 @@ def _waiting_reason(delivery, endpoint, health, context: _Context, failure: str)
     )
 
 
-def _switched_off_text(endpoint: Endpoint) -> str:
+def switched_off_text(endpoint: Endpoint) -> str:
+    """ "Switched off by sam on … — reason." (or automatically, or by a 410)."""
     values = {
         "when": when(endpoint.disabled_at),
         "by": endpoint.disabled_by or "—",
         "reason": endpoint.disabled_reason or "—",
     }
     if endpoint.disabled_kind == Endpoint.DisabledBy.GONE:
-        text = _(
-            "Held: the endpoint was switched off %(when)s because the receiver answered 410 Gone."
-        )
+        text = _("Switched off %(when)s because the receiver answered 410 Gone.")
     elif endpoint.disabled_kind == Endpoint.DisabledBy.AUTO:
-        text = _("Held: the endpoint was switched off automatically %(when)s — %(reason)s.")
+        text = _("Switched off automatically %(when)s — %(reason)s.")
     else:
-        text = _("Held: the endpoint was switched off by %(by)s on %(when)s — %(reason)s.")
-    return (text % values) + " " + _("It is sent when the endpoint is switched on again.")
+        text = _("Switched off by %(by)s on %(when)s — %(reason)s.")
+    return text % values
+
+
+def _switched_off_text(endpoint: Endpoint) -> str:
+    return _("Held: %(why)s It is sent when the endpoint is switched on again.") % {
+        "why": switched_off_text(endpoint)
+    }
+
+
+# --- Endpoints -------------------------------------------------------------------------
+
+
+def endpoint_state(endpoint: Endpoint, health: EndpointHealth | None) -> Reason:
+    """How delivery to an endpoint stands, in words: off (by whom, why), circuit open
+    (since, after how many failures, next probe), probing, failing, delivering."""
+    if not endpoint.enabled:
+        who = {
+            Endpoint.DisabledBy.GONE: _("off: 410 Gone"),
+            Endpoint.DisabledBy.AUTO: _("off: failing"),
+        }.get(endpoint.disabled_kind, _("off: by %(by)s") % {"by": endpoint.disabled_by or "—"})
+        return Reason(f"off_{endpoint.disabled_kind or 'manual'}", switched_off_text(endpoint), who)
+    state = health.circuit_state if health else CircuitState.CLOSED
+    if state == CircuitState.OPEN:
+        return Reason(
+            "circuit_open",
+            _(
+                "Circuit open since %(since)s after %(failures)s failures in a row; next "
+                "probe %(probe)s. Deliveries wait."
+            )
+            % {
+                "since": when(health.circuit_opened_at),
+                "failures": health.consecutive_failures,
+                "probe": when(health.circuit_retry_at),
+            },
+            _("circuit open"),
+        )
+    if state == CircuitState.HALF_OPEN:
+        return Reason(
+            "probing",
+            _("Circuit half-open: a probe delivery is being sent; the rest wait for it."),
+            _("probing"),
+        )
+    if health and health.consecutive_failures:
+        return Reason(
+            "failing",
+            _("Delivering, but failing since %(since)s (%(failures)s failures in a row).")
+            % {"since": when(health.failing_since), "failures": health.consecutive_failures},
+            _("failing"),
+        )
+    return Reason("delivering", _("On; the circuit is closed: delivering."), _("delivering"))
 
 
 # --- Events ----------------------------------------------------------------------------
@@ -456,7 +504,12 @@ def _no_delivery(endpoint, event, type_name, patterns, subs, envelope, switch) -
             % {"by": switch.actor, "when": when(switch.at), "reason": switch.reason or "—"},
         )
     if not endpoint.enabled and endpoint.disabled_at and endpoint.disabled_at <= event.created_at:
-        return Route(endpoint, "endpoint_off", _switched_off_text(endpoint))
+        return Route(
+            endpoint,
+            "endpoint_off",
+            _("The endpoint was off when the event was published: %(why)s")
+            % {"why": switched_off_text(endpoint)},
+        )
     if not endpoint.partner.is_active:
         return Route(
             endpoint,

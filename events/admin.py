@@ -195,7 +195,7 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
 
             raise PermissionDenied
         event = get_object_or_404(Event.objects.select_related("event_type", "partner"), pk=pk)
-        form = ReplayForm(request.POST or None)
+        form = ReplayForm(request.POST if request.method == "POST" else None)
         form.fields["endpoints"].queryset = Endpoint.objects.filter(
             pk__in=self._replay_candidates(event)
         ).select_related("partner")

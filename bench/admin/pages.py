@@ -172,7 +172,7 @@ def page_list(ids):
         ),
         (
             "endpoints circuit open",
-            ep + q({"health__circuit_state__in": "open,half_open"}),
+            ep + q({"circuit": "open,half_open"}),
             "changelist",
             "endpoints.endpoint",
             "",

@@ -49,22 +49,41 @@ def test_support_switches_an_endpoint_off_with_a_reason_and_on_again(client, sup
     endpoint.refresh_from_db()
     assert not endpoint.enabled and endpoint.disabled_reason == "partner maintenance window"
     assert endpoint.disabled_by == "admin:sam"
-    client.post(reverse("admin:endpoints_endpoint_toggle", args=[endpoint.pk]))
+    # Switching on asks first (with an optional reason), then does it.
+    toggle = reverse("admin:endpoints_endpoint_toggle", args=[endpoint.pk])
+    asked = client.post(toggle)
+    assert asked.status_code == 200 and b'id="confirm-submit"' in asked.content
+    endpoint.refresh_from_db()
+    assert not endpoint.enabled, "not before the confirmation"
+    client.post(toggle, {"confirm": "1", "reason": "partner is back"})
     endpoint.refresh_from_db()
     assert endpoint.enabled
+    from audit.models import AuditEntry
+
+    on = AuditEntry.objects.get(object_id=endpoint.public_id, action="endpoint.enabled")
+    assert (on.actor, on.reason) == ("admin:sam", "partner is back")
 
 
-def test_one_click_toggle_from_the_list(client, support_user, failing):
+def test_the_list_toggle_asks_for_a_reason_before_switching_a_partner_off(
+    client, support_user, failing
+):
     endpoint, _ = failing
     login(client, support_user)
     page = client.get(reverse("admin:endpoints_endpoint_changelist")).content.decode()
     assert f'id="toggle-{endpoint.public_id}"' in page
-    client.post(
+    response = client.post(
         reverse("admin:endpoints_endpoint_toggle", args=[endpoint.pk]),
         HTTP_REFERER="http://testserver/admin/endpoints/endpoint/",
     )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:endpoints_endpoint_disable", args=[endpoint.pk])
     endpoint.refresh_from_db()
-    assert not endpoint.enabled and "sam" in endpoint.disabled_reason
+    assert endpoint.enabled, "one click never switches a live partner off"
+    refused = client.post(response["Location"], {"reason": ""})
+    assert refused.status_code == 200 and b"errorlist" in refused.content
+    client.post(response["Location"], {"reason": "flooding their logs"})
+    endpoint.refresh_from_db()
+    assert not endpoint.enabled and endpoint.disabled_reason == "flooding their logs"
 
 
 def test_rotated_secret_is_shown_once_then_never_again(client, support_user, failing, receiver):
@@ -137,7 +156,8 @@ def test_recover_says_how_many_then_resends_them(client, support_user, failing, 
     url = reverse("admin:endpoints_endpoint_recover", args=[endpoint.pk])
     since = timezone.localtime(timezone.now() - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
     preview = client.post(url, {"since": since}).content.decode()
-    assert 'id="recover-count"' in preview and "<strong>1</strong> failed delivery" in preview
+    assert 'id="recover-count"' in preview and "<strong>1</strong> failed deliveries" in preview
+    assert "0 retrying, 1 dead" in preview
     assert Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.DEAD, "nothing yet"
     client.post(url, {"since": since, "confirm": "1"})
     delivery.refresh_from_db()

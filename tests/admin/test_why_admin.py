@@ -142,3 +142,51 @@ def test_a_reason_longer_than_the_trail_keeps_is_refused_on_its_field(sam, event
     dead.refresh_from_db()
     assert dead.status == DeliveryStatus.DEAD
     assert not AuditEntry.objects.filter(action=Action.RETRIED).exists()
+
+
+def test_probe_now_and_close_circuit_from_the_endpoint_page(sam, event_types, receiver):
+    partner = PartnerFactory(name="Acme")
+    endpoint = make_endpoint(partner, url=receiver.url_for(), name="Acme orders")
+    receiver.default = Response(500, body="down")
+    for n in range(settings.WEBHOOKHUB_CIRCUIT_FAILURE_THRESHOLD):
+        publish("order.paid", {"n": n}, partner=partner)
+        run_queue()
+    waiting = Delivery.objects.get(event=publish("order.paid", {"n": "x"}, partner=partner))
+    run_queue()
+
+    # The list says so in its state column, and its circuit filter finds it.
+    listing = sam.get(reverse("admin:endpoints_endpoint_changelist"), {"circuit": "open,half_open"})
+    assert listing.status_code == 200
+    assert "Acme orders" in _text(listing) and "circuit open" in _text(listing)
+    page = sam.get(reverse("admin:endpoints_endpoint_change", args=[endpoint.pk])).content.decode()
+    assert 'id="action-probe"' in page and 'id="action-close-circuit"' in page
+
+    probe = reverse("admin:endpoints_endpoint_probe", args=[endpoint.pk])
+    assert "failures in a row" in _text(sam.get(probe))
+    receiver.default = Response(200)
+    sam.post(probe, {"reason": "partner says it is fixed"})
+    run_queue()
+    run_queue()
+    waiting.refresh_from_db()
+    assert waiting.status == DeliveryStatus.SUCCEEDED
+    assert EndpointHealth.objects.get(pk=endpoint.pk).circuit_state == CircuitState.CLOSED
+    entry = AuditEntry.objects.get(action=Action.CIRCUIT_PROBED)
+    assert (entry.actor, entry.reason) == ("admin:sam", "partner says it is fixed")
+    # Closed now: the buttons are gone, and closing again says it was closed.
+    page = sam.get(reverse("admin:endpoints_endpoint_change", args=[endpoint.pk])).content.decode()
+    assert 'id="action-probe"' not in page
+    done = sam.post(
+        reverse("admin:endpoints_endpoint_close_circuit", args=[endpoint.pk]), {}, follow=True
+    )
+    assert "already closed" in _text(done)
+
+
+def test_circuit_actions_need_their_own_permission(viewer_user, event_types):
+    endpoint = make_endpoint(PartnerFactory(name="Acme"))
+    vic = Client()
+    vic.force_login(viewer_user)
+    for name in ("probe", "close_circuit"):
+        url = reverse(f"admin:endpoints_endpoint_{name}", args=[endpoint.pk])
+        assert vic.get(url).status_code == 403
+        assert vic.post(url).status_code == 403
+    assert not AuditEntry.objects.filter(action__startswith="endpoint.circuit").exists()
