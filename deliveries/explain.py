@@ -113,7 +113,19 @@ def delivery_reasons(deliveries: Sequence[Delivery], *, now: datetime | None = N
         .values_list("endpoint_id")
         .annotate(n=Count("pk"))
     )
-    context = _Context(now=now, heads=heads, in_flight=in_flight)
+    context = _Context(
+        now=now,
+        heads=heads,
+        in_flight=in_flight,
+        last_failures=_last_failures(
+            {
+                pk
+                for pk, state in health.items()
+                if state.circuit_state != CircuitState.CLOSED
+                and any(d.endpoint_id == pk and d.status in WAITING_STATUSES for d in rows)
+            }
+        ),
+    )
     return {
         d.pk: _delivery_reason(d, endpoints[d.endpoint_id], health.get(d.endpoint_id), context)
         for d in rows
@@ -137,6 +149,7 @@ class _Context:
     now: datetime
     heads: dict  # ordered endpoint pk -> (delivery pk, event public id)
     in_flight: dict  # endpoint pk -> requests in flight
+    last_failures: dict  # endpoint pk -> its latest failure in words (open circuits)
     _heartbeat: object = None
     _looked: bool = False
 
@@ -144,6 +157,25 @@ class _Context:
         if not self._looked:
             self._heartbeat, self._looked = dispatcher_heartbeat(), True
         return self._heartbeat
+
+
+def _last_failures(endpoint_ids: Iterable[int]) -> dict:
+    """The latest failure of each endpoint (its newest failed delivery, by the
+    `delivery_endpoint_recent` index), for "circuit open … (last: HTTP 503 …)"."""
+    found = {}
+    for endpoint_id in sorted(endpoint_ids):
+        row = (
+            Delivery.objects.filter(
+                endpoint_id=endpoint_id,
+                status__in=(DeliveryStatus.RETRYING, DeliveryStatus.DEAD),
+            )
+            .order_by("-created_at")
+            .values_list("last_status_code", "last_error")
+            .first()
+        )
+        if row:
+            found[endpoint_id] = last_failure(*row)
+    return found
 
 
 def _ordered_heads(endpoint_ids: Iterable[int]) -> dict:
@@ -228,7 +260,9 @@ def _waiting_reason(delivery, endpoint, health, context: _Context, failure: str)
                 "endpoint": endpoint.name,
                 "since": when(health.circuit_opened_at),
                 "failures": health.consecutive_failures,
-                "failure": failure if delivery.attempt_count else _("see the endpoint"),
+                "failure": failure
+                if delivery.attempt_count
+                else context.last_failures.get(delivery.endpoint_id, _("see the endpoint")),
                 "probe": when(health.circuit_retry_at),
             },
             _("waiting: circuit open"),

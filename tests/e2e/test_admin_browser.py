@@ -120,7 +120,9 @@ def test_support_user_does_the_support_job_in_a_browser(
     page.wait_for_selector("text=is off")
     broken.refresh_from_db()
     assert not broken.enabled and broken.disabled_by == "admin:sam"
-    page.click("#action-enable")
+    page.click("#action-enable")  # switching on asks first
+    page.fill("#id_reason", "migration finished")
+    page.click("#confirm-submit")
     page.wait_for_selector("text=is on")
     broken.refresh_from_db()
     assert broken.enabled
