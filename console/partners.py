@@ -1,10 +1,17 @@
 """Support console for partners and their API tokens."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
 from django.db.models import Count, OuterRef, Subquery
-from django.urls import reverse
-from django.utils import timezone
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone, translation
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -13,6 +20,7 @@ from console.health_columns import DAY, FINISHED_OR_FAILING, health_cell
 from deliveries.models import Delivery, DeliveryStatus
 from endpoints.models import ApiToken, Endpoint, Partner
 from endpoints.services import api_token_create, api_tokens_revoke
+from portal.services import MAX_LINK_MINUTES, portal_link_create
 from webhookhub.admin_utils import actor, show_once
 
 # --- Partners -----------------------------------------------------------------------
@@ -58,6 +66,7 @@ class PartnerAdmin(admin.ModelAdmin):
     readonly_fields = ("public_id", "created_at")
     inlines = [EndpointInline, ApiTokenInline]
     show_full_result_count = False
+    change_form_template = "portal/admin/partner_change_form.html"
 
     def get_queryset(self, request):
         since = timezone.now() - DAY
@@ -90,6 +99,128 @@ class PartnerAdmin(admin.ModelAdmin):
     @admin.display(description="24 h success")
     def health_24h(self, partner):
         return health_cell(partner.ok_24h, partner.total_24h)
+
+    # -- portal sign-in links ("Copy portal link", "Email portal link to the contact")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<int:pk>/portal-link/",
+                view(self.portal_link_view),
+                name="endpoints_partner_portal_link",
+            ),
+            *super().get_urls(),
+        ]
+
+    def has_portal_link_permission(self, request) -> bool:
+        return request.user.has_perm("portal.add_portallink")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_portal_link": self.has_portal_link_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def portal_link_view(self, request, pk):
+        """Create a single-use portal link for the partner: shown once to copy, or mailed
+        to the partner's contact address."""
+        partner = get_object_or_404(Partner, pk=pk)
+        if not self.has_view_permission(request, partner) or not (
+            self.has_portal_link_permission(request)
+        ):
+            raise PermissionDenied
+        params = request.POST if request.method == "POST" else request.GET
+        send = params.get("action") == "email"
+        form = PortalLinkForm(request.POST or None)
+        back = reverse("admin:endpoints_partner_change", args=[partner.pk])
+        if request.method == "POST" and form.is_valid():
+            if send and not partner.contact_email:
+                form.add_error(None, _("This partner has no contact e-mail address."))
+            else:
+                try:
+                    link, url = portal_link_create(
+                        partner,
+                        minutes=form.cleaned_data["minutes"],
+                        by=actor(request),
+                        label=partner.contact_email if send else "",
+                        base_url=request.build_absolute_uri("/").rstrip("/"),
+                    )
+                except ValidationError as exc:
+                    form.add_error(None, exc.messages)
+                else:
+                    if send:
+                        return self._mail_portal_link(request, partner, link, url, back)
+                    return show_once(
+                        request,
+                        title=_("Portal link"),
+                        label=_("Sign-in link to the portal of %(name)s") % {"name": partner.name},
+                        value=url,
+                        back_url=back,
+                        note=_(
+                            "It works once, until %(when)s. Give it to the partner now: only "
+                            "its hash is stored."
+                        )
+                        % {"when": timezone.localtime(link.expires_at).strftime("%Y-%m-%d %H:%M")},
+                    )
+        title = (
+            _("Email a portal link to %(email)s") % {"email": partner.contact_email or "—"}
+            if send
+            else _("Copy a portal link for %(name)s") % {"name": partner.name}
+        )
+        return TemplateResponse(
+            request,
+            "portal/admin/portal_link.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": partner,
+                "title": title,
+                "form": form,
+                "action": "email" if send else "copy",
+                "button": _("Send the e-mail") if send else _("Create the link"),
+            },
+        )
+
+    def _mail_portal_link(self, request, partner, link, url, back):
+        """One e-mail in Korean and English: the contact's language is not known."""
+        parts = []
+        for language in ("ko", "en"):
+            with translation.override(language):
+                parts.append(
+                    render_to_string(
+                        "portal/email/portal_link.txt",
+                        {"partner": partner, "url": url, "expires_at": link.expires_at},
+                    ).strip()
+                )
+        with translation.override("ko"):
+            subject_ko = _("Your webhook settings: sign-in link")
+        with translation.override("en"):
+            subject_en = _("Your webhook settings: sign-in link")
+        send_mail(
+            f"{subject_ko} / {subject_en}",
+            "\n\n----------------------------------------\n\n".join(parts),
+            None,
+            [partner.contact_email],
+        )
+        self.message_user(
+            request,
+            _("A portal sign-in link was e-mailed to %(email)s.")
+            % {"email": partner.contact_email},
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(back)
+
+
+class PortalLinkForm(forms.Form):
+    minutes = forms.IntegerField(
+        label=gettext_lazy("Valid for (minutes)"),
+        min_value=1,
+        max_value=MAX_LINK_MINUTES,
+        initial=lambda: settings.WEBHOOKHUB_PORTAL_LINK_MINUTES,
+        help_text=gettext_lazy("The link signs in once, within this time."),
+    )
 
 
 # --- API tokens ---------------------------------------------------------------------

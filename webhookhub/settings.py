@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "django_q",
     "audit",
     "console",  # the support console: the admin over the three apps above
+    "portal",  # the partner portal: partners' own screens over the same services
 ]
 
 MIDDLEWARE = [
@@ -231,6 +232,19 @@ WEBHOOKHUB_CIRCUIT_MAX_COOLDOWN_SECONDS = env.int(
     "WEBHOOKHUB_CIRCUIT_MAX_COOLDOWN_SECONDS", default=3600
 )
 WEBHOOKHUB_AUTO_DISABLE_AFTER_HOURS = env.float("WEBHOOKHUB_AUTO_DISABLE_AFTER_HOURS", default=120)
+
+# --- Partner portal (docs/portal.md) ---------------------------------------------------
+# Minutes a sign-in link stays valid (single use); a portal session ends after this many
+# idle minutes, and in any case this many hours after sign-in.
+WEBHOOKHUB_PORTAL_LINK_MINUTES = env.int("WEBHOOKHUB_PORTAL_LINK_MINUTES", default=30)
+WEBHOOKHUB_PORTAL_IDLE_MINUTES = env.int("WEBHOOKHUB_PORTAL_IDLE_MINUTES", default=60)
+WEBHOOKHUB_PORTAL_MAX_HOURS = env.int("WEBHOOKHUB_PORTAL_MAX_HOURS", default=12)
+# Origins allowed to frame the portal (CSP frame-ancestors), e.g. https://app.example.com;
+# empty: the portal refuses to be framed.
+WEBHOOKHUB_PORTAL_FRAME_ANCESTORS = env.list("WEBHOOKHUB_PORTAL_FRAME_ANCESTORS", default=[])
+# The scheme and host sign-in links start with when no request tells it (the command);
+# empty: the request's own (API, admin), else http://127.0.0.1:8000.
+WEBHOOKHUB_PORTAL_BASE_URL = env.str("WEBHOOKHUB_PORTAL_BASE_URL", default="")
 
 # --- django-q2 -------------------------------------------------------------------------
 # Our own retries live in the database (deliveries.next_attempt_at), so django-q2 never

@@ -8,6 +8,8 @@ from webhookhub.metrics import metrics_view
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("webhookhub.api.urls")),
+    path("portal/", include("portal.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the portal's switcher
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     # Our view, not django_prometheus.urls: it merges every process's counters

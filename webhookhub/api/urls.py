@@ -8,6 +8,7 @@ from audit.api import AuditEntryViewSet
 from deliveries.api.endpoints import EndpointViewSet
 from deliveries.api.views import DeliveryViewSet
 from events.api.views import EventTypeViewSet, EventViewSet
+from portal.api import PortalLinkViewSet
 from webhookhub.api.views import api_not_found
 
 router = SimpleRouter()
@@ -16,6 +17,7 @@ router.register("endpoints", EndpointViewSet, basename="endpoint")
 router.register("deliveries", DeliveryViewSet, basename="delivery")
 router.register("event-types", EventTypeViewSet, basename="event-type")
 router.register("audit", AuditEntryViewSet, basename="audit")
+router.register("portal-links", PortalLinkViewSet, basename="portal-link")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

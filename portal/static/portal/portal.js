@@ -1,0 +1,38 @@
+/* A little help on top of pages that work without it: copy buttons, the token
+   "Generate" button, confirmations, and the language menu applying itself. Every text
+   shown comes from the page (data- attributes), so it is translated with it. */
+(function () {
+  "use strict";
+  document.documentElement.classList.add("pt-js");
+  document.body.classList.add("pt-js");
+
+  document.addEventListener("click", function (event) {
+    var copy = event.target.closest("[data-copy]");
+    if (copy) {
+      var input = document.getElementById(copy.dataset.copy);
+      input.select();
+      var done = function () { copy.textContent = copy.dataset.copied || copy.textContent; };
+      if (navigator.clipboard) navigator.clipboard.writeText(input.value).then(done, done);
+      else { document.execCommand("copy"); done(); }
+      return;
+    }
+    var confirmable = event.target.closest("[data-confirm]");
+    if (confirmable && !window.confirm(confirmable.dataset.confirm)) event.preventDefault();
+  });
+
+  var generate = document.getElementById("generate-token");
+  if (generate) {
+    generate.addEventListener("click", function () {
+      // The server generates the token when the form is saved (shown once then): this
+      // only picks that choice, so no token ever passes through the page.
+      var radio = document.querySelector("input[name=token_action][value=generate]");
+      if (radio) { radio.checked = true; radio.focus(); }
+      var input = document.getElementById(generate.dataset.target);
+      if (input) input.value = "";
+    });
+  }
+
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
+})();
