@@ -12,6 +12,7 @@ class Action(models.TextChoices):
     ENDPOINT_DISABLED = "endpoint.disabled", _("Endpoint switched off")
     ENDPOINT_ENABLED = "endpoint.enabled", _("Endpoint switched on")
     SECRET_ROTATED = "endpoint.secret_rotated", _("Signing secret rotated")
+    KEY_ROTATED = "endpoint.key_rotated", _("Signing key pair rotated")
     TOKEN_REGENERATED = "endpoint.token_regenerated", _("Bearer token regenerated")
     CIRCUIT_PROBED = "endpoint.probed", _("Circuit probed now")
     CIRCUIT_CLOSED = "endpoint.circuit_closed", _("Circuit closed by hand")

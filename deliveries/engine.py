@@ -54,11 +54,13 @@ def build_request(delivery: Delivery, *, now: datetime) -> transport.OutboundReq
     """The signed request for this delivery's next attempt: same body every time."""
     endpoint = delivery.endpoint
     body = delivery.event.body.encode()
+    secrets, secret_keys = endpoint.signing_credentials(now)
     signed = signing.webhook_headers(
         msg_id=delivery.event.public_id,
         timestamp=int(now.timestamp()),
         body=body,
-        secrets=endpoint.active_secrets(now),
+        secrets=secrets,
+        secret_keys=secret_keys,
     )
     headers = transport.compose_headers(
         signed=signed, custom=endpoint.headers, bearer_token=endpoint.auth_token or None

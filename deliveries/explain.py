@@ -137,7 +137,14 @@ def delivery_reason(delivery: Delivery, *, now: datetime | None = None) -> Reaso
 
 
 # Never needed to explain anything, and slow to load (decrypted on read).
-SECRET_FIELDS = ("signing_secret", "previous_secrets", "auth_token", "headers")
+SECRET_FIELDS = (
+    "signing_secret",
+    "previous_secrets",
+    "signing_key",
+    "previous_keys",
+    "auth_token",
+    "headers",
+)
 
 
 def _endpoints():

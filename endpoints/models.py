@@ -100,6 +100,11 @@ class Endpoint(models.Model):
         AUTO = "auto", "Automatically (sustained failure)"
         GONE = "gone", "Receiver answered 410 Gone"
 
+    class SignatureScheme(models.TextChoices):
+        HMAC = "hmac", _("HMAC-SHA256 (v1, whsec_ secret)")
+        ED25519 = "ed25519", _("ed25519 (v1a, whpk_ public key)")
+        BOTH = "both", _("Both (v1 and v1a)")
+
     public_id = models.CharField(max_length=32, unique=True, default=endpoint_id, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="endpoints")
     name = models.CharField(max_length=200)
@@ -116,6 +121,26 @@ class Endpoint(models.Model):
     # Secrets replaced by a rotation that still sign until they expire:
     # [{"secret": "whsec_…", "expires_at": "<ISO 8601>"}]
     previous_secrets = EncryptedJSONField(null=True, blank=True, editable=False)
+    signature_scheme = models.CharField(
+        max_length=8,
+        choices=SignatureScheme.choices,
+        default=SignatureScheme.HMAC,
+        verbose_name=_("signature scheme"),
+        help_text=_("How deliveries are signed: v1 (HMAC), v1a (ed25519) or both."),
+    )
+    # The ed25519 key pair of `v1a` signatures: the secret key (whsk_…) encrypted, the
+    # public key partners verify with (whpk_…) in clear. Pairs replaced by a rotation keep
+    # signing until they expire:
+    # [{"secret_key": "whsk_…", "public_key": "whpk_…", "expires_at": "<ISO 8601>"}]
+    signing_key = EncryptedTextField(blank=True, editable=False)
+    public_key = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        verbose_name=_("public key"),
+        help_text=_("Verifies the v1a (ed25519) signatures. Not a secret: give it to the partner."),
+    )
+    previous_keys = EncryptedJSONField(null=True, blank=True, editable=False)
     auth_token = EncryptedTextField(
         blank=True, editable=False, help_text="Sent as Authorization: Bearer <token>."
     )
@@ -184,6 +209,27 @@ class Endpoint(models.Model):
         return [self.signing_secret] + [
             old["secret"] for old in self.previous_secrets_in_force(now)
         ]
+
+    def previous_keys_in_force(self, now: datetime | None = None) -> list[dict]:
+        """Rotated-out ed25519 key pairs whose grace period has not ended yet."""
+        now = now or timezone.now()
+        return [
+            old
+            for old in self.previous_keys or []
+            if datetime.fromisoformat(old["expires_at"]) > now
+        ]
+
+    def signing_credentials(self, now: datetime | None = None) -> tuple[list[str], list[str]]:
+        """What signs a delivery sent now, per the scheme: (HMAC secrets for `v1`,
+        ed25519 secret keys for `v1a`), the current one of each first."""
+        scheme = self.signature_scheme
+        hmac_secrets = [] if scheme == self.SignatureScheme.ED25519 else self.active_secrets(now)
+        keys = []
+        if scheme != self.SignatureScheme.HMAC:
+            keys = [self.signing_key] + [
+                old["secret_key"] for old in self.previous_keys_in_force(now)
+            ]
+        return hmac_secrets, keys
 
 
 class Subscription(models.Model):

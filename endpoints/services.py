@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.models import Action
 from audit.services import audit_record
-from deliveries.signing import generate_secret
+from deliveries.signing import generate_key_pair, generate_secret
 from endpoints.header_rules import keep_masked
 from endpoints.models import ApiToken, Endpoint, Partner, Subscription
 from endpoints.signals import endpoint_switched, routing_changed, tokens_revoked
@@ -82,6 +82,7 @@ AUDITED_FIELDS = (
     "filter",
     "ordered",
     "max_in_flight",
+    "signature_scheme",
 )
 
 
@@ -91,6 +92,10 @@ def endpoint_save(endpoint: Endpoint, *, by: str, reason: str = "") -> Endpoint:
     Audited: a new endpoint, or the names of the settings that changed."""
     if not endpoint.signing_secret:
         endpoint.signing_secret = generate_secret()
+    if not endpoint.signing_key:
+        # Every endpoint has its ed25519 pair, so a partner can set up v1a verification
+        # before switching `signature_scheme` to it.
+        endpoint.signing_key, endpoint.public_key = generate_key_pair()
     endpoint.full_clean()
     before = Endpoint.objects.filter(pk=endpoint.pk).first() if endpoint.pk else None
     endpoint.save()
@@ -246,18 +251,57 @@ def endpoint_rotate_secret(
     return endpoint.signing_secret
 
 
+@transaction.atomic
+def endpoint_rotate_key(
+    endpoint: Endpoint, *, by: str, grace: timedelta = DEFAULT_ROTATION_GRACE
+) -> str:
+    """Give the endpoint a new ed25519 key pair now; the old secret key keeps signing
+    (`v1a`) beside the new one until `grace` has passed (at most 7 days), as secrets do
+    on `endpoint_rotate_secret`. Returns the new public key."""
+    if grace < timedelta(0) or grace > MAX_ROTATION_GRACE:
+        raise ValidationError({"grace": "The grace period must be between 0 and 7 days."})
+    endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+    now = timezone.now()
+    keep = endpoint.previous_keys_in_force(now)
+    if grace > timedelta(0) and endpoint.signing_key:
+        keep.insert(
+            0,
+            {
+                "secret_key": endpoint.signing_key,
+                "public_key": endpoint.public_key,
+                "expires_at": (now + grace).isoformat(),
+            },
+        )
+    endpoint.previous_keys = keep[:MAX_PREVIOUS_SECRETS] or None
+    endpoint.signing_key, endpoint.public_key = generate_key_pair()
+    endpoint.save(update_fields=["signing_key", "public_key", "previous_keys", "updated_at"])
+    audit_record(
+        Action.KEY_ROTATED,
+        endpoint,
+        by=by,
+        details={"grace_seconds": int(grace.total_seconds()), "public_key": endpoint.public_key},
+    )
+    return endpoint.public_key
+
+
 def endpoints_purge_expired_secrets() -> int:
-    """Forget rotated-out secrets whose grace period is over; returns how many endpoints
-    changed."""
+    """Forget rotated-out secrets and ed25519 keys whose grace period is over; returns
+    how many endpoints changed."""
     now = timezone.now()
     changed = 0
-    for pk in Endpoint.objects.filter(previous_secrets__isnull=False).values_list("pk", flat=True):
+    holding = Endpoint.objects.filter(
+        Q(previous_secrets__isnull=False) | Q(previous_keys__isnull=False)
+    )
+    for pk in holding.values_list("pk", flat=True):
         with transaction.atomic():
             endpoint = Endpoint.objects.select_for_update().get(pk=pk)
-            keep = endpoint.previous_secrets_in_force(now)
-            if len(keep) != len(endpoint.previous_secrets or []):
-                endpoint.previous_secrets = keep or None
-                endpoint.save(update_fields=["previous_secrets", "updated_at"])
+            secrets_kept = endpoint.previous_secrets_in_force(now)
+            keys_kept = endpoint.previous_keys_in_force(now)
+            before = (endpoint.previous_secrets or [], endpoint.previous_keys or [])
+            if (secrets_kept, keys_kept) != before:
+                endpoint.previous_secrets = secrets_kept or None
+                endpoint.previous_keys = keys_kept or None
+                endpoint.save(update_fields=["previous_secrets", "previous_keys", "updated_at"])
                 changed += 1
     return changed
 
@@ -321,6 +365,7 @@ ENDPOINT_UPDATABLE = frozenset(
         "ordered",
         "max_in_flight",
         "auth_token",
+        "signature_scheme",
     }
 )
 

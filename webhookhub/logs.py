@@ -2,8 +2,8 @@
 
 Both carry a record's extra fields (event_id, delivery_id, endpoint_id, attempt,
 outcome, duration_ms, …) and both scrub anything that looks like a credential
-(`whsec_…` signing secrets, `whk_…` API tokens, `Bearer …` values) from the final
-line, whatever logged it: a secret must never reach a log.
+(`whsec_…` signing secrets, `whsk_…` ed25519 keys, `whk_…` API tokens, `Bearer …`
+values) from the final line, whatever logged it: a secret must never reach a log.
 """
 
 import logging
@@ -12,7 +12,7 @@ import re
 from pythonjsonlogger.json import JsonFormatter
 
 SECRET = re.compile(
-    r"\b(whsec_|whk_)[A-Za-z0-9_\-+/=]{4,}"
+    r"\b(whsec_|whsk_|whk_)[A-Za-z0-9_\-+/=]{4,}"
     r"|(?i:\b(bearer|basic)\s+)[A-Za-z0-9._~+/=\-]{4,}"
 )
 # Attributes every LogRecord has; anything else was passed with `extra=`.

@@ -21,6 +21,8 @@ from webhookhub.api.views import ApiViewMixin
 DEFERRED = (
     "endpoint__signing_secret",
     "endpoint__previous_secrets",
+    "endpoint__signing_key",
+    "endpoint__previous_keys",
     "endpoint__auth_token",
     "endpoint__headers",
     "endpoint__filter",

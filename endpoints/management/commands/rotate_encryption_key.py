@@ -6,7 +6,14 @@ from django.db import transaction
 from endpoints.models import Endpoint
 
 # Every encrypted field of an endpoint (custom headers included: their values are secrets).
-SECRET_FIELDS = ["signing_secret", "previous_secrets", "auth_token", "headers"]
+SECRET_FIELDS = [
+    "signing_secret",
+    "previous_secrets",
+    "signing_key",
+    "previous_keys",
+    "auth_token",
+    "headers",
+]
 
 
 class Command(BaseCommand):
