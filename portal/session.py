@@ -29,7 +29,9 @@ def sign_in(request, link: PortalLink) -> None:
         "started": now,
         "seen": now,
     }
-    request.session.set_expiry(settings.WEBHOOKHUB_PORTAL_IDLE_MINUTES * 60)
+    # The cookie lives as long as the absolute limit; the idle limit is checked here, so
+    # an idle session is told it expired instead of looking like no session at all.
+    request.session.set_expiry(settings.WEBHOOKHUB_PORTAL_MAX_HOURS * 3600)
 
 
 def sign_out(request) -> None:
@@ -53,7 +55,6 @@ def session_partner(request) -> tuple[Partner | None, str]:
         return None, "inactive"
     if now - state["seen"] >= SEEN_WRITE_EVERY:
         request.session[SESSION_KEY] = {**state, "seen": now}
-        request.session.set_expiry(idle)
     return partner, ""
 
 
