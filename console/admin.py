@@ -96,7 +96,7 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("public_id", "partner", "name", "url", "description")}),
         (
-            "On / Off",
+            _("On / Off"),
             {
                 "fields": (
                     "enabled",
@@ -123,7 +123,7 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
         ),
         (_("Credentials"), {"fields": ("signing_secrets", "bearer_token", *TOKEN_FIELDS)}),
         (
-            "Health",
+            _("Health"),
             {
                 "fields": (
                     "state",
@@ -134,7 +134,7 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
                 )
             },
         ),
-        ("History", {"fields": ("created_at", "updated_at", "audit")}),
+        (_("History"), {"fields": ("created_at", "updated_at", "audit")}),
     )
 
     def get_fieldsets(self, request, obj=None):
@@ -236,32 +236,32 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
     def audit(self, endpoint):
         return format_html("{}", audit_trail(endpoint))
 
-    @admin.display(description="On/Off", ordering="enabled")
+    @admin.display(description=_("On/Off"), ordering="enabled")
     def switch(self, endpoint):
-        label = "On" if endpoint.enabled else "Off"
+        label = _("On") if endpoint.enabled else _("Off")
         colour = "#2e7d32" if endpoint.enabled else "#ba2121"
         url = reverse("admin:endpoints_endpoint_toggle", args=[endpoint.pk])
         # A submit button of the changelist form posting to the toggle view (it carries
         # the form's CSRF token): one click, no JavaScript.
         return format_html(
             '<button type="submit" formaction="{}" formmethod="post" class="button wh-toggle" '
-            'id="toggle-{}" title="Switch {}" style="background:{};color:#fff">{}</button>',
+            'id="toggle-{}" title="{}" style="background:{};color:#fff">{}</button>',
             url,
             endpoint.public_id,
-            "off" if endpoint.enabled else "on",
+            _("Switch off") if endpoint.enabled else _("Switch on"),
             colour,
             label,
         )
 
-    @admin.display(description="Event types")
+    @admin.display(description=_("Event types"))
     def subscribed(self, endpoint):
         return ", ".join(s.event_type for s in endpoint.subscriptions.all()) or "–"
 
-    @admin.display(description="24 h success")
+    @admin.display(description=_("24 h success"))
     def health_24h(self, endpoint):
         return health_cell(endpoint.ok_24h, endpoint.total_24h)
 
-    @admin.display(description="Last delivery", ordering="last_at")
+    @admin.display(description=_("Last delivery"), ordering="last_at")
     def last_delivery(self, endpoint):
         if not endpoint.last_at:
             return "–"
@@ -295,19 +295,19 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
         health = getattr(endpoint, "health", None)
         return health.circuit_retry_at if health and health.circuit_retry_at else "–"
 
-    @admin.display(description="Bearer token")
+    @admin.display(description=_("Bearer token"))
     def bearer_token(self, endpoint):
-        return ("••••" + endpoint.auth_token[-4:]) if endpoint.auth_token else "none"
+        return ("••••" + endpoint.auth_token[-4:]) if endpoint.auth_token else _("none")
 
-    @admin.display(description="Signing secrets")
+    @admin.display(description=_("Signing secrets"))
     def signing_secrets(self, endpoint):
         if not endpoint.pk:
-            return "generated when saved, shown once"
-        rows = [("current", "whsec_••••" + endpoint.signing_secret[-4:])]
+            return _("generated when saved, shown once")
+        rows = [(_("current"), "whsec_••••" + endpoint.signing_secret[-4:])]
         for old in endpoint.previous_secrets or []:
             rows.append(
                 (
-                    f"previous, signs until {old['expires_at'][:16]}",
+                    _("previous, signs until %(time)s") % {"time": old["expires_at"][:16]},
                     "whsec_••••" + old["secret"][-4:],
                 )
             )
@@ -400,12 +400,12 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
         return listed, model_count, set(), []
 
     # -- bulk actions
-    @admin.action(description="Switch selected endpoints on", permissions=["toggle"])
+    @admin.action(description=_("Switch selected endpoints on"), permissions=["toggle"])
     def enable_selected(self, request, queryset):
         n = sum(endpoint_enable(e, by=actor(request)) for e in queryset)
-        self.message_user(request, f"Switched on {n} endpoint(s).", messages.SUCCESS)
+        self.message_user(request, _("Switched on %(n)s endpoint(s).") % {"n": n}, messages.SUCCESS)
 
-    @admin.action(description="Switch selected endpoints off…", permissions=["toggle"])
+    @admin.action(description=_("Switch selected endpoints off…"), permissions=["toggle"])
     def disable_selected(self, request, queryset):
         if "reason" in request.POST:
             form = DisableForm(request.POST)
@@ -419,7 +419,9 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
                     )
                     for e in queryset
                 )
-                self.message_user(request, f"Switched off {n} endpoint(s).", messages.SUCCESS)
+                self.message_user(
+                    request, _("Switched off %(n)s endpoint(s).") % {"n": n}, messages.SUCCESS
+                )
                 return None
         else:
             form = DisableForm()
@@ -427,7 +429,7 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
             request,
             "admin/endpoints/endpoint/disable.html",
             {
-                "title": "Switch endpoints off",
+                "title": _("Switch endpoints off"),
                 "form": form,
                 "endpoints": queryset,
                 "action": "disable_selected",

@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 
 from console.endpoint_widgets import FilterWidget, RetryPolicyWidget, retry_preview
 from console.health_columns import DAY
@@ -148,7 +148,7 @@ class EndpointSupportViews:
             request,
             "admin/endpoints/endpoint/disable.html",
             {
-                "title": f"Switch {endpoint.name} off",
+                "title": _("Switch %(name)s off") % {"name": endpoint.name},
                 "form": form,
                 "endpoints": [endpoint],
                 "original": endpoint,
@@ -178,12 +178,14 @@ class EndpointSupportViews:
             request,
             "admin/endpoints/endpoint/confirm.html",
             {
-                "title": f"Rotate the signing secret of {endpoint.name}",
+                "title": _("Rotate the signing secret of %(name)s") % {"name": endpoint.name},
                 "form": form,
                 "original": endpoint,
-                "button": "Rotate secret",
-                "explanation": "A new secret is created now and shown once. The old one keeps "
-                "signing alongside it during the grace period.",
+                "button": _("Rotate secret"),
+                "explanation": _(
+                    "A new secret is created now and shown once. The old one keeps "
+                    "signing alongside it during the grace period."
+                ),
             },
         )
 
@@ -206,10 +208,10 @@ class EndpointSupportViews:
             request,
             "admin/endpoints/endpoint/confirm.html",
             {
-                "title": f"Regenerate the bearer token of {endpoint.name}",
+                "title": _("Regenerate the bearer token of %(name)s") % {"name": endpoint.name},
                 "original": endpoint,
-                "button": "Regenerate token",
-                "explanation": "The old token stops being sent immediately.",
+                "button": _("Regenerate token"),
+                "explanation": _("The old token stops being sent immediately."),
             },
         )
 
@@ -263,7 +265,8 @@ class EndpointSupportViews:
                 else:
                     self.message_user(
                         request,
-                        f"Re-sending {n} failed deliveries to {endpoint.name}.",
+                        _("Re-sending %(n)s failed deliveries to %(name)s.")
+                        % {"n": n, "name": endpoint.name},
                         messages.SUCCESS,
                     )
                     return self._back(endpoint)
@@ -358,8 +361,8 @@ class EnableForm(forms.Form):
     reason = forms.CharField(
         required=False,
         max_length=500,
-        label=_lazy("Reason (optional)"),
-        help_text=_lazy("Kept in the audit trail with your name."),
+        label=gettext_lazy("Reason (optional)"),
+        help_text=gettext_lazy("Kept in the audit trail with your name."),
         widget=forms.TextInput(attrs={"size": 60}),
     )
 
@@ -391,11 +394,17 @@ def recover_context(endpoint: Endpoint, since) -> dict:
 
 
 class DisableForm(forms.Form):
-    reason = forms.CharField(max_length=500, help_text="Shown to support and in the notice.")
+    reason = forms.CharField(
+        max_length=500,
+        label=gettext_lazy("Reason"),
+        help_text=gettext_lazy("Shown to support and in the notice."),
+    )
     cancel_waiting = forms.BooleanField(
         required=False,
-        label="Cancel its waiting deliveries",
-        help_text="Otherwise they are kept and go out when the endpoint is switched on again.",
+        label=gettext_lazy("Cancel its waiting deliveries"),
+        help_text=gettext_lazy(
+            "Otherwise they are kept and go out when the endpoint is switched on again."
+        ),
     )
 
 
@@ -404,13 +413,17 @@ class RotateForm(forms.Form):
         min_value=0,
         max_value=168,
         initial=24,
-        help_text="How long the old secret keeps signing (0–168 h).",
+        label=gettext_lazy("Grace hours"),
+        help_text=gettext_lazy("How long the old secret keeps signing (0–168 h)."),
     )
 
 
 class RecoverForm(forms.Form):
     since = forms.DateTimeField(
-        help_text="Re-send every delivery to this endpoint that failed since this time "
-        "(YYYY-MM-DD HH:MM).",
+        label=gettext_lazy("Since"),
+        help_text=gettext_lazy(
+            "Re-send every delivery to this endpoint that failed since this time "
+            "(YYYY-MM-DD HH:MM)."
+        ),
         initial=lambda: timezone.localtime(timezone.now() - DAY).strftime("%Y-%m-%d %H:%M"),
     )

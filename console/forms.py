@@ -67,7 +67,7 @@ EDITABLE_FIELDS = (
 
 
 class EndpointForm(forms.ModelForm):
-    url = forms.URLField(max_length=2000, assume_scheme="https", label="URL")
+    url = forms.URLField(max_length=2000, assume_scheme="https", label=_("URL"))
     headers = StructuredJSONField(
         empty={},
         label=_("Headers"),
@@ -120,6 +120,17 @@ class EndpointForm(forms.ModelForm):
     class Meta:
         model = Endpoint
         fields = ("partner", *EDITABLE_FIELDS)
+        # The model's own verbose names, translatable here (on the model a label change
+        # is a migration).
+        labels = {
+            "partner": _("Partner"),
+            "name": _("Name"),
+            "description": _("Description"),
+            "timeout_seconds": _("Timeout seconds"),
+            "rate_limit_per_second": _("Rate limit per second"),
+            "max_in_flight": _("Max in flight"),
+            "ordered": _("Ordered"),
+        }
 
     class Media:
         css = {"all": ["console/endpoint_form.css"]}

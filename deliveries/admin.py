@@ -84,24 +84,28 @@ class AttemptInline(admin.StackedInline):
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="Outcome")
+    @admin.display(description=gettext_lazy("Outcome"))
     def outcome(self, attempt):
-        colour, label = ("#2e7d32", "succeeded") if attempt.succeeded else ("#ba2121", "failed")
+        colour, label = (
+            ("#2e7d32", _("succeeded")) if attempt.succeeded else ("#ba2121", _("failed"))
+        )
         return format_html('<strong style="color:{}">{}</strong>', colour, label)
 
-    @admin.display(description="Request headers (secrets masked)")
+    @admin.display(description=gettext_lazy("Request headers (secrets masked)"))
     def request_headers_pretty(self, attempt):
         return format_html("<pre>{}</pre>", pretty_json(attempt.request_headers))
 
-    @admin.display(description="Response headers")
+    @admin.display(description=gettext_lazy("Response headers"))
     def response_headers_pretty(self, attempt):
         return format_html("<pre>{}</pre>", pretty_json(attempt.response_headers))
 
-    @admin.display(description="Response body")
+    @admin.display(description=gettext_lazy("Response body"))
     def response_body_pretty(self, attempt):
-        note = " (truncated at 20 KB)" if attempt.response_body_truncated else ""
+        note = _(" (truncated at 20 KB)") if attempt.response_body_truncated else ""
         return format_html(
-            '<pre style="white-space:pre-wrap">{}</pre>{}', attempt.response_body or "(empty)", note
+            '<pre style="white-space:pre-wrap">{}</pre>{}',
+            attempt.response_body or _("(empty)"),
+            note,
         )
 
 
@@ -149,7 +153,7 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
     )
     list_select_related = ("event__event_type", "endpoint__partner")
     search_fields = ("=public_id", "=event__public_id")
-    search_help_text = "A dlv_… or evt_… id."
+    search_help_text = gettext_lazy("A dlv_… or evt_… id.")
     readonly_fields = (
         "public_id",
         "why",
@@ -337,7 +341,7 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
             delivery.event.event_type.name,
         )
 
-    @admin.display(description="Endpoint")
+    @admin.display(description=gettext_lazy("Endpoint"))
     def endpoint_link(self, delivery):
         return format_html(
             '<a href="{}">{}</a> — {}',
@@ -346,15 +350,15 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
             delivery.endpoint.url,
         )
 
-    @admin.display(description="Request body (identical on every attempt)")
+    @admin.display(description=gettext_lazy("Request body (identical on every attempt)"))
     def request_body(self, delivery):
         return format_html("<pre>{}</pre>", pretty_json(json.loads(delivery.event.body)))
 
-    @admin.display(description="Last request as curl")
+    @admin.display(description=gettext_lazy("Last request as curl"))
     def curl(self, delivery):
         attempt = delivery.attempts.order_by("-number").first()
         if attempt is None:
-            return "not sent yet"
+            return _("not sent yet")
         parts = ["curl", "-X", "POST", attempt.request_url]
         for name, value in attempt.request_headers.items():
             parts += ["-H", f"{name}: {value}"]
@@ -363,39 +367,54 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
         return format_html(
             '<pre id="curl-command" style="white-space:pre-wrap">{}</pre>'
             '<button type="button" class="button" onclick="navigator.clipboard.writeText('
-            "document.getElementById('curl-command').textContent)\">Copy</button>"
-            '<p class="help">Secrets are masked (••••): the receiver\'s signature check will '
-            "refuse this copy; it shows exactly what was sent otherwise.</p>",
+            "document.getElementById('curl-command').textContent)\">{}</button>"
+            '<p class="help">{}</p>',
             command,
+            _("Copy"),
+            _(
+                "Secrets are masked (••••): the receiver's signature check will refuse this "
+                "copy; it shows exactly what was sent otherwise."
+            ),
         )
 
-    @admin.action(description="Retry selected deliveries now…", permissions=["replay"])
+    @admin.action(
+        description=gettext_lazy("Retry selected deliveries now…"), permissions=["replay"]
+    )
     def retry_now(self, request, queryset):
         held = _held_endpoints(queryset)
         return self._confirm_bulk(
             request,
             queryset,
             action="retry_now",
-            verb="Retry now",
-            explanation="Failed, dead, cancelled and waiting deliveries are sent again now with "
-            "the same webhook-id; succeeded and in-flight ones are skipped."
+            verb=_("Retry now"),
+            explanation=_(
+                "Failed, dead, cancelled and waiting deliveries are sent again now with "
+                "the same webhook-id; succeeded and in-flight ones are skipped."
+            )
             + (" " + held if held else ""),
             run=lambda qs: deliveries_retry_now(qs, by=actor(request)),
-            done="Queued {n} of {total} selected deliveries; {skipped} skipped "
-            "(succeeded or in flight)." + (" " + held if held else ""),
+            done=_(
+                "Queued {n} of {total} selected deliveries; {skipped} skipped "
+                "(succeeded or in flight)."
+            )
+            + (" " + held if held else ""),
         )
 
-    @admin.action(description="Cancel selected deliveries…", permissions=["replay"])
+    @admin.action(description=gettext_lazy("Cancel selected deliveries…"), permissions=["replay"])
     def cancel(self, request, queryset):
         return self._confirm_bulk(
             request,
             queryset,
             action="cancel",
-            verb="Cancel",
-            explanation="Waiting deliveries (pending, retrying) are cancelled and will not be "
-            "sent; others are left as they are.",
+            verb=_("Cancel"),
+            explanation=_(
+                "Waiting deliveries (pending, retrying) are cancelled and will not be "
+                "sent; others are left as they are."
+            ),
             run=lambda qs: deliveries_cancel(qs, by=actor(request)),
-            done="Cancelled {n} of {total} selected deliveries; {skipped} skipped (not waiting).",
+            done=_(
+                "Cancelled {n} of {total} selected deliveries; {skipped} skipped (not waiting)."
+            ),
         )
 
     def _confirm_bulk(self, request, queryset, *, action, verb, explanation, run, done):
@@ -412,7 +431,7 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
-                "title": f"{verb}: {total} deliveries",
+                "title": _("%(verb)s: %(total)s deliveries") % {"verb": verb, "total": total},
                 "explanation": explanation,
                 "action": action,
                 "verb": verb,

@@ -11,12 +11,12 @@ from webhookhub.ids import delivery_id
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    IN_FLIGHT = "in_flight", "In flight"
-    RETRYING = "retrying", "Retrying"
-    SUCCEEDED = "succeeded", "Succeeded"
-    DEAD = "dead", "Dead"
-    CANCELLED = "cancelled", "Cancelled"
+    PENDING = "pending", _("Pending")
+    IN_FLIGHT = "in_flight", _("In flight")
+    RETRYING = "retrying", _("Retrying")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    DEAD = "dead", _("Dead")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 # The status groupings, defined once (deliveries.lifecycle moves rows between them).
@@ -31,11 +31,11 @@ RETRYABLE_STATUSES = (*FAILED_STATUSES, DeliveryStatus.CANCELLED, DeliveryStatus
 
 
 class Trigger(models.TextChoices):
-    AUTO = "auto", "First attempt"
-    RETRY = "retry", "Scheduled retry"
-    REPLAY = "replay", "Replay"
-    MANUAL = "manual", "Retried by hand"
-    TEST = "test", "Test event"
+    AUTO = "auto", _("First attempt")
+    RETRY = "retry", _("Scheduled retry")
+    REPLAY = "replay", _("Replay")
+    MANUAL = "manual", _("Retried by hand")
+    TEST = "test", _("Test event")
 
 
 # The event type of test events. A delivery of one stays a test whatever re-sends it
@@ -85,7 +85,7 @@ class Delivery(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name_plural = "deliveries"
+        verbose_name_plural = _("deliveries")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["event", "endpoint"], name="delivery_one_per_endpoint")
@@ -161,7 +161,7 @@ class DeliveryAttempt(models.Model):
         ]
 
     def __str__(self):
-        return f"Attempt {self.number}"
+        return _("Attempt %(number)s") % {"number": self.number}
 
     @property
     def request_body(self) -> str:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from endpoints.models import Endpoint
 from events.services import publish
@@ -54,13 +55,18 @@ def endpoint_disabled(endpoint: Endpoint) -> None:
     recipients = [a for a in [endpoint.partner.contact_email, *staff_emails()] if a]
     if not recipients:
         return
-    subject = f"[webhookhub] Endpoint {endpoint.name} was disabled"
-    body = (
-        f"The webhook endpoint {endpoint.name} ({endpoint.public_id}) of "
-        f"{endpoint.partner.name} was switched off.\n\nURL: {endpoint.url}\n"
-        f"Reason: {endpoint.disabled_reason}\n\nIts waiting deliveries are kept and go out "
+    subject = _("[webhookhub] Endpoint %(name)s was disabled") % {"name": endpoint.name}
+    body = _(
+        "The webhook endpoint %(name)s (%(id)s) of %(partner)s was switched off.\n\n"
+        "URL: %(url)s\nReason: %(reason)s\n\nIts waiting deliveries are kept and go out "
         "when the endpoint is switched on again.\n"
-    )
+    ) % {
+        "name": endpoint.name,
+        "id": endpoint.public_id,
+        "partner": endpoint.partner.name,
+        "url": endpoint.url,
+        "reason": endpoint.disabled_reason,
+    }
     transaction.on_commit(
         lambda: send_mail(subject, body, None, recipients, fail_silently=True), robust=True
     )
@@ -90,9 +96,18 @@ def failing_endpoints_mail(endpoints: list[Endpoint]) -> None:
     """The failure digest: one mail per partner contact listing its failing endpoints,
     one to the staff listing all (sent when the caller's transaction commits)."""
     lines = {
-        e.pk: f"- {e.partner.name} / {e.name} ({e.public_id}) {e.url}: failing since "
-        f"{e.health.failing_since:%Y-%m-%d %H:%M} UTC, "
-        f"{e.health.consecutive_failures} failed attempts in a row"
+        e.pk: _(
+            "- %(partner)s / %(name)s (%(id)s) %(url)s: failing since %(since)s UTC, "
+            "%(failures)s failed attempts in a row"
+        )
+        % {
+            "partner": e.partner.name,
+            "name": e.name,
+            "id": e.public_id,
+            "url": e.url,
+            "since": f"{e.health.failing_since:%Y-%m-%d %H:%M}",
+            "failures": e.health.consecutive_failures,
+        }
         for e in endpoints
     }
     by_contact = defaultdict(list)
@@ -102,11 +117,11 @@ def failing_endpoints_mail(endpoints: list[Endpoint]) -> None:
     messages = [(address, rows) for address, rows in by_contact.items()]
     messages += [(address, list(lines.values())) for address in staff_emails()]
     for address, rows in messages:
-        text = "These webhook endpoints are failing; deliveries to them are waiting:\n\n"
+        text = _("These webhook endpoints are failing; deliveries to them are waiting:") + "\n\n"
         text += "\n".join(rows)
         transaction.on_commit(
             lambda a=address, t=text: send_mail(
-                "[webhookhub] Failing webhook endpoints", t, None, [a], fail_silently=True
+                _("[webhookhub] Failing webhook endpoints"), t, None, [a], fail_silently=True
             ),
             robust=True,
         )

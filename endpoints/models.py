@@ -20,9 +20,9 @@ class Partner(models.Model):
 
     public_id = models.CharField(max_length=32, unique=True, default=partner_id, editable=False)
     name = models.CharField(max_length=200, unique=True)
-    contact_email = models.EmailField(blank=True, help_text="Receives failure notices.")
+    contact_email = models.EmailField(blank=True, help_text=_("Receives failure notices."))
     is_active = models.BooleanField(
-        default=True, help_text="Inactive partners receive nothing and cannot use the API."
+        default=True, help_text=_("Inactive partners receive nothing and cannot use the API.")
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -37,8 +37,8 @@ class ApiToken(models.Model):
     """A REST API credential. Only a hash is stored; the token is shown once."""
 
     class Role(models.TextChoices):
-        PARTNER = "partner", "Partner (manages its own endpoints)"
-        PUBLISHER = "publisher", "Publisher (publishes events)"
+        PARTNER = "partner", _("Partner (manages its own endpoints)")
+        PUBLISHER = "publisher", _("Publisher (publishes events)")
 
     PREFIX_LENGTH = 12  # "whk_" + 8 characters, stored in clear to identify the token
 
@@ -80,7 +80,7 @@ class ApiToken(models.Model):
 
     def clean(self):
         if self.role == self.Role.PARTNER and not self.partner_id:
-            raise ValidationError({"partner": "A partner token needs a partner."})
+            raise ValidationError({"partner": _("A partner token needs a partner.")})
 
     @property
     def is_usable(self) -> bool:
@@ -96,9 +96,9 @@ class Endpoint(models.Model):
     """A partner's receiving URL with how to sign, authenticate and retry to it."""
 
     class DisabledBy(models.TextChoices):
-        MANUAL = "manual", "Manually"
-        AUTO = "auto", "Automatically (sustained failure)"
-        GONE = "gone", "Receiver answered 410 Gone"
+        MANUAL = "manual", _("Manually")
+        AUTO = "auto", _("Automatically (sustained failure)")
+        GONE = "gone", _("Receiver answered 410 Gone")
 
     class SignatureScheme(models.TextChoices):
         HMAC = "hmac", _("HMAC-SHA256 (v1, whsec_ secret)")
@@ -108,14 +108,14 @@ class Endpoint(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=endpoint_id, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="endpoints")
     name = models.CharField(max_length=200)
-    url = models.URLField(max_length=2000, verbose_name="URL")
+    url = models.URLField(max_length=2000, verbose_name=_("URL"))
     description = models.TextField(blank=True)
 
     enabled = models.BooleanField(default=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
     disabled_kind = models.CharField(max_length=16, choices=DisabledBy.choices, blank=True)
-    disabled_by = models.CharField(max_length=150, blank=True, help_text="Who switched it off.")
+    disabled_by = models.CharField(max_length=150, blank=True, help_text=_("Who switched it off."))
 
     signing_secret = EncryptedTextField(editable=False)
     # Secrets replaced by a rotation that still sign until they expire:
@@ -142,7 +142,7 @@ class Endpoint(models.Model):
     )
     previous_keys = EncryptedJSONField(null=True, blank=True, editable=False)
     auth_token = EncryptedTextField(
-        blank=True, editable=False, help_text="Sent as Authorization: Bearer <token>."
+        blank=True, editable=False, help_text=_("Sent as Authorization: Bearer <token>.")
     )
     # {name: value}; the values are the partner's credentials (endpoints.header_rules).
     headers = EncryptedJSONField(
@@ -158,15 +158,15 @@ class Endpoint(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
     )
     filter = models.JSONField(
-        null=True, blank=True, help_text="Payload filter applied to every event type."
+        null=True, blank=True, help_text=_("Payload filter applied to every event type.")
     )
     ordered = models.BooleanField(
-        default=False, help_text="Deliver one at a time, in event order (FIFO)."
+        default=False, help_text=_("Deliver one at a time, in event order (FIFO).")
     )
     max_in_flight = models.PositiveSmallIntegerField(
         default=10,
         validators=[MinValueValidator(1), MaxValueValidator(100)],
-        help_text="At most this many requests to this endpoint at once, across all workers.",
+        help_text=_("At most this many requests to this endpoint at once, across all workers."),
     )
 
     # How delivery to it is going (circuit, failure streak) is deliveries.EndpointHealth
@@ -237,9 +237,9 @@ class Subscription(models.Model):
 
     endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="subscriptions")
     event_type = models.CharField(
-        max_length=200, help_text="An event type name, `prefix.*` or `*`."
+        max_length=200, help_text=_("An event type name, `prefix.*` or `*`.")
     )
-    filter = models.JSONField(null=True, blank=True, help_text="Payload filter (optional).")
+    filter = models.JSONField(null=True, blank=True, help_text=_("Payload filter (optional)."))
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

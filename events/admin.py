@@ -44,11 +44,11 @@ class EventTypeAdmin(admin.ModelAdmin):
     )
     actions = ["archive", "unarchive"]
 
-    @admin.display(boolean=True, description="Archived", ordering="archived_at")
+    @admin.display(boolean=True, description=gettext_lazy("Archived"), ordering="archived_at")
     def archived(self, event_type):
         return event_type.archived_at is not None
 
-    @admin.display(description="Example payload")
+    @admin.display(description=gettext_lazy("Example payload"))
     def example_pretty(self, event_type):
         if event_type.example is None:
             return "–"
@@ -67,19 +67,21 @@ class EventTypeAdmin(admin.ModelAdmin):
         if kept:
             self.message_user(
                 request,
-                f"{kept} type(s) with events were kept: archive them instead.",
+                _("%(n)s type(s) with events were kept: archive them instead.") % {"n": kept},
                 messages.WARNING,
             )
 
-    @admin.action(description="Archive selected types (no new events)", permissions=["change"])
+    @admin.action(
+        description=gettext_lazy("Archive selected types (no new events)"), permissions=["change"]
+    )
     def archive(self, request, queryset):
         n = queryset.filter(archived_at__isnull=True).update(archived_at=timezone.now())
-        self.message_user(request, f"Archived {n} event type(s).", messages.SUCCESS)
+        self.message_user(request, _("Archived %(n)s event type(s).") % {"n": n}, messages.SUCCESS)
 
-    @admin.action(description="Restore selected types", permissions=["change"])
+    @admin.action(description=gettext_lazy("Restore selected types"), permissions=["change"])
     def unarchive(self, request, queryset):
         n = queryset.filter(archived_at__isnull=False).update(archived_at=None)
-        self.message_user(request, f"Restored {n} event type(s).", messages.SUCCESS)
+        self.message_user(request, _("Restored %(n)s event type(s).") % {"n": n}, messages.SUCCESS)
 
 
 class DeliveryInline(admin.TabularInline):
@@ -104,7 +106,7 @@ class DeliveryInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("endpoint")
 
-    @admin.display(description="Delivery")
+    @admin.display(description=gettext_lazy("Delivery"))
     def link(self, delivery):
         from django.urls import reverse
 
@@ -120,7 +122,8 @@ class ReplayForm(forms.Form):
         queryset=Endpoint.objects.none(),
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Leave all unticked to replay to every subscribed endpoint.",
+        label=gettext_lazy("Endpoints"),
+        help_text=gettext_lazy("Leave all unticked to replay to every subscribed endpoint."),
     )
     reason = forms.CharField(
         required=False,
@@ -144,7 +147,7 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_filter = ("event_type", "partner", "created_at")
     list_select_related = ("event_type", "partner")
     search_fields = ("=public_id", "=idempotency_key", "event_type__name", "partner__name")
-    search_help_text = (
+    search_help_text = gettext_lazy(
         "An evt_… id, an idempotency key, a type or a partner. "
         "payload:TEXT searches the payloads of the last 24 hours."
     )
@@ -267,24 +270,26 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
             Q(idempotency_key=term) | Q(event_type_id__in=types) | Q(partner_id__in=partners)
         ), False
 
-    @admin.display(description="Deliveries")
+    @admin.display(description=gettext_lazy("Deliveries"))
     def delivery_summary(self, event):
         if not event.n_deliveries:
-            return "none"
-        return f"{event.n_ok or 0}/{event.n_deliveries} succeeded"
+            return _("none")
+        return _("%(ok)s/%(total)s succeeded") % {
+            "ok": event.n_ok or 0,
+            "total": event.n_deliveries,
+        }
 
-    @admin.display(description="Envelope as sent")
+    @admin.display(description=gettext_lazy("Envelope as sent"))
     def envelope(self, event):
         pretty = json.dumps(json.loads(event.body), indent=2, ensure_ascii=False)
         return format_html(
-            "<pre>{}</pre><details><summary>Exact bytes ({} bytes)</summary>"
-            "<pre>{}</pre></details>",
+            "<pre>{}</pre><details><summary>{}</summary><pre>{}</pre></details>",
             pretty,
-            len(event.body.encode()),
+            _("Exact bytes (%(n)s bytes)") % {"n": len(event.body.encode())},
             event.body,
         )
 
-    @admin.action(description="Replay selected events…", permissions=["replay"])
+    @admin.action(description=gettext_lazy("Replay selected events…"), permissions=["replay"])
     def replay(self, request, queryset):
         events = list(queryset.select_related("event_type", "partner")[:100])
         candidates = set()
@@ -313,10 +318,16 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
                         by=actor(request),
                         reason=form.cleaned_data["reason"],
                     )
-            note = f" ({refused} skipped: endpoint of another partner)" if refused else ""
+            if refused:
+                text = _(
+                    "Replaying: %(queued)s deliveries queued for %(events)s event(s) "
+                    "(%(refused)s skipped: endpoint of another partner)."
+                )
+            else:
+                text = _("Replaying: %(queued)s deliveries queued for %(events)s event(s).")
             self.message_user(
                 request,
-                f"Replaying: {queued} deliveries queued for {len(events)} event(s){note}.",
+                text % {"queued": queued, "events": len(events), "refused": refused},
                 messages.SUCCESS,
             )
             return None
@@ -326,7 +337,7 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
-                "title": "Replay events",
+                "title": _("Replay events"),
                 "events": events,
                 "form": form,
                 "selected": [e.pk for e in events],

@@ -18,9 +18,9 @@ class EventType(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
-    example = models.JSONField(null=True, blank=True, help_text="An example `data` payload.")
+    example = models.JSONField(null=True, blank=True, help_text=_("An example `data` payload."))
     schema = models.JSONField(
-        null=True, blank=True, help_text="JSON Schema of `data` (informative)."
+        null=True, blank=True, help_text=_("JSON Schema of `data` (informative).")
     )
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -62,7 +62,7 @@ class Event(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="events",
-        help_text="Only this partner's endpoints receive it; empty means broadcast.",
+        help_text=_("Only this partner's endpoints receive it; empty means broadcast."),
     )
     source = models.CharField(max_length=200, blank=True)
     payload = models.JSONField()

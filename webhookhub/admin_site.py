@@ -175,7 +175,7 @@ def shown_once_view(request):
     context = {
         **admin.site.each_context(request),
         "secret": secret,
-        "title": (secret["title"] if secret else "Nothing to show"),
+        "title": (secret["title"] if secret else _("Nothing to show")),
     }
     response = TemplateResponse(request, "admin/shown_once.html", context)
     response["Cache-Control"] = "no-store"

@@ -153,6 +153,14 @@ class EndpointSerializer(serializers.Serializer):
     rate_limit_per_second = serializers.IntegerField(allow_null=True)
     ordered = serializers.BooleanField()
     max_in_flight = serializers.IntegerField()
+    signature_scheme = serializers.ChoiceField(
+        choices=Endpoint.SignatureScheme.choices,
+        help_text=_(
+            "`hmac`: v1 signatures with the secret (whsec_). `ed25519`: v1a signatures, "
+            "verified with the public key (whpk_, GET …/public-key/). `both`: each delivery "
+            "carries both."
+        ),
+    )
     has_auth_token = serializers.BooleanField(
         help_text="Whether `Authorization: Bearer …` is sent (the token itself is not shown)."
     )
@@ -210,6 +218,17 @@ class EndpointWriteSerializer(StrictSerializer):
     )
     ordered = StrictBooleanField(required=False)
     max_in_flight = StrictIntegerField(min_value=1, max_value=100, required=False)
+    signature_scheme = serializers.ChoiceField(
+        choices=Endpoint.SignatureScheme.choices,
+        required=False,
+        error_messages={
+            "invalid_choice": _('"{input}" is not a signature scheme: use hmac, ed25519 or both.')
+        },
+        help_text=_(
+            "`hmac` (default), `ed25519` or `both`. To switch without losing deliveries: "
+            "`both`, verify v1a on your side, then `ed25519`."
+        ),
+    )
     auth_token = TextField(
         allow_blank=True,
         trim_whitespace=False,
@@ -260,6 +279,43 @@ class RotatedSecretSerializer(serializers.Serializer):
     secret = serializers.CharField(help_text="The new signing secret. Shown only now.")
     previous_secret_expires_at = serializers.DateTimeField(
         allow_null=True, help_text="Until when the old secret also signs."
+    )
+
+
+class PreviousPublicKeySerializer(serializers.Serializer):
+    public_key = serializers.CharField(help_text=_("A rotated-out public key (whpk_…)."))
+    expires_at = serializers.DateTimeField(help_text=_("Until when its secret key also signs."))
+
+
+class PublicKeySerializer(serializers.Serializer):
+    scheme = serializers.ChoiceField(
+        choices=Endpoint.SignatureScheme.choices,
+        help_text=_("The endpoint's signature scheme: v1a signatures go out unless `hmac`."),
+    )
+    public_key = serializers.CharField(
+        allow_null=True,
+        help_text=_("Verifies the v1a (ed25519) signatures: `whpk_` + base64 of 32 bytes."),
+    )
+    previous_public_keys = PreviousPublicKeySerializer(
+        many=True,
+        help_text=_("Keys rotated out that still sign beside the current one (grace period)."),
+    )
+
+
+class RotateKeySerializer(StrictSerializer):
+    grace_seconds = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=7 * 86400,
+        default=86400,
+        help_text=_("How long the old key pair keeps signing beside the new one (default 24 h)."),
+    )
+
+
+class RotatedKeySerializer(serializers.Serializer):
+    public_key = serializers.CharField(help_text=_("The new public key (whpk_…)."))
+    previous_public_key_expires_at = serializers.DateTimeField(
+        allow_null=True, help_text=_("Until when the old key pair also signs.")
     )
 
 

@@ -23,7 +23,10 @@ from endpoints.api.serializers import (
     EndpointSerializer,
     EndpointUpdateSerializer,
     EndpointWriteSerializer,
+    PublicKeySerializer,
+    RotatedKeySerializer,
     RotatedSecretSerializer,
+    RotateKeySerializer,
     RotateSecretSerializer,
 )
 from endpoints.models import Endpoint
@@ -33,6 +36,7 @@ from endpoints.services import (
     endpoint_disable,
     endpoint_enable,
     endpoint_regenerate_token,
+    endpoint_rotate_key,
     endpoint_rotate_secret,
     endpoint_update,
 )
@@ -40,7 +44,7 @@ from webhookhub.api.permissions import PARTNER
 from webhookhub.api.scoping import ScopedQuerysetMixin
 from webhookhub.api.views import ApiViewMixin
 
-SECRET_FIELDS = ("signing_secret", "previous_secrets", "auth_token")
+SECRET_FIELDS = ("signing_secret", "previous_secrets", "signing_key", "previous_keys", "auth_token")
 
 
 @extend_schema_view(
@@ -165,6 +169,50 @@ class EndpointViewSet(
         previous = datetime.fromisoformat(previous) if previous else None
         body = {"secret": secret, "previous_secret_expires_at": previous}
         return Response(RotatedSecretSerializer(body).data)
+
+    @extend_schema(
+        summary="Get the public key (v1a)",
+        description="The ed25519 public key (`whpk_…`) that verifies this endpoint's `v1a` "
+        "signatures, with the rotated-out keys that still sign during their grace period. "
+        "Not a secret.",
+        responses={200: PublicKeySerializer},
+    )
+    @action(detail=True, methods=["get"], url_path="public-key")
+    def public_key(self, request, id=None):
+        endpoint = self.get_object()
+        body = {
+            "scheme": endpoint.signature_scheme,
+            "public_key": endpoint.public_key or None,
+            "previous_public_keys": [
+                {
+                    "public_key": old["public_key"],
+                    "expires_at": datetime.fromisoformat(old["expires_at"]),
+                }
+                for old in endpoint.previous_keys_in_force()
+            ],
+        }
+        return Response(PublicKeySerializer(body).data)
+
+    @extend_schema(
+        summary="Rotate the key pair (v1a)",
+        description="A new ed25519 key pair at once; returns its public key. The old secret "
+        "key keeps signing beside it for `grace_seconds`, so receivers can switch to the new "
+        "public key without losing deliveries.",
+        request=RotateKeySerializer,
+        responses={200: RotatedKeySerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-key")
+    def rotate_key(self, request, id=None):
+        endpoint = self.get_object()
+        data = self.validated(RotateKeySerializer)
+        public_key = endpoint_rotate_key(
+            endpoint, by=request.user.actor, grace=timedelta(seconds=data["grace_seconds"])
+        )
+        endpoint.refresh_from_db(fields=["previous_keys"])
+        previous = (endpoint.previous_keys or [{}])[0].get("expires_at")
+        previous = datetime.fromisoformat(previous) if previous else None
+        body = {"public_key": public_key, "previous_public_key_expires_at": previous}
+        return Response(RotatedKeySerializer(body).data)
 
     @extend_schema(
         summary="Regenerate the bearer token",

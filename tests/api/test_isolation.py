@@ -25,6 +25,8 @@ OBJECT_ROUTES = [
     ("post", "/api/v1/endpoints/{ep}/enable/", None),
     ("post", "/api/v1/endpoints/{ep}/disable/", {}),
     ("post", "/api/v1/endpoints/{ep}/rotate-secret/", {}),
+    ("get", "/api/v1/endpoints/{ep}/public-key/", None),
+    ("post", "/api/v1/endpoints/{ep}/rotate-key/", {}),
     ("post", "/api/v1/endpoints/{ep}/regenerate-token/", None),
     ("post", "/api/v1/endpoints/{ep}/test/", None),
     ("post", "/api/v1/endpoints/{ep}/recover/", {"since": "2020-01-01T00:00:00Z"}),
@@ -55,6 +57,7 @@ def snapshot(ids):
     endpoint = Endpoint.objects.get(public_id=ids["ep"])
     delivery = Delivery.objects.get(public_id=ids["dlv"])
     return (endpoint.name, endpoint.enabled, endpoint.signing_secret, endpoint.auth_token,
+            endpoint.public_key, endpoint.signature_scheme,
             delivery.status, delivery.attempt_count, delivery.next_attempt_at)  # fmt: skip
 
 
