@@ -86,6 +86,8 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
         "audit",
         "bearer_token",
         "signing_secrets",
+        "signature_scheme",
+        "public_key",
         "created_at",
         "updated_at",
     )
@@ -121,7 +123,18 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
                 )
             },
         ),
-        (_("Credentials"), {"fields": ("signing_secrets", "bearer_token", *TOKEN_FIELDS)}),
+        (
+            _("Credentials"),
+            {
+                "fields": (
+                    "signing_secrets",
+                    "signature_scheme",
+                    "public_key",
+                    "bearer_token",
+                    *TOKEN_FIELDS,
+                )
+            },
+        ),
         (
             _("Health"),
             {

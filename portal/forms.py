@@ -23,6 +23,9 @@ PORTAL_TOKEN_CHOICES = {
 }
 
 
+MAIN_FIELDS = ("name", "url", "token_action", "token_value", "event_types", "description")
+
+
 class PortalEndpointForm(EndpointForm):
     timeout_seconds = forms.TypedChoiceField(
         label=_("Timeout"),
@@ -45,8 +48,15 @@ class PortalEndpointForm(EndpointForm):
             "Where webhooks are POSTed. Use HTTPS; private and local addresses are refused."
         )
         self.fields["name"].help_text = _("To tell your webhooks apart, e.g. order-sync.")
+        self.fields["event_types"].help_text = _(
+            "The events this webhook receives; a wildcard takes every event of a kind. The "
+            "event catalog shows each type with an example."
+        )
         self.fields["token_value"].label = _("Your token")
         self.fields["token_value"].help_text = _('Only with "Type my own token".')
+        # What the partner fills in first (the seed's Register Webhook dialog); delivery
+        # settings follow under their own heading.
+        self.order_fields(MAIN_FIELDS)
         current = self.instance.timeout_seconds
         if current and current not in dict(TIMEOUT_CHOICES):  # set through the API
             self.fields["timeout_seconds"].choices = sorted(

@@ -30,10 +30,12 @@ from endpoints.services import (
     endpoint_rotate_secret,
 )
 from portal import queries
-from portal.forms import PortalEndpointForm, RotateForm
+from portal.forms import MAIN_FIELDS, PortalEndpointForm, RotateForm
 from portal.reveal import reveal_once, reveal_pop
 from portal.services import LinkRefused, portal_link_check, portal_link_redeem
 from portal.session import partner_required, sign_in, sign_out
+
+MAIN = len(MAIN_FIELDS)
 
 
 def _back():
@@ -160,7 +162,7 @@ def create_view(request):
     return TemplateResponse(
         request,
         "portal/webhook_form.html",
-        {"form": form, "title": _("Register webhook"), "nav": "webhooks"},
+        {"form": form, "title": _("Register webhook"), "nav": "webhooks", "main_count": MAIN},
     )
 
 
@@ -181,6 +183,7 @@ def edit_view(request, endpoint_id):
             "endpoint": endpoint,
             "title": _("Edit webhook %(name)s") % {"name": endpoint.name},
             "nav": "webhooks",
+            "main_count": MAIN,
         },
     )
 
