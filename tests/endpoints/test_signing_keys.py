@@ -102,3 +102,30 @@ def test_rotation_grace_is_bounded(event_types, grace):
     with pytest.raises(ValidationError):
         endpoint_rotate_key(endpoint, by="test", grace=grace)
     assert Endpoint.objects.get(pk=endpoint.pk).public_key == endpoint.public_key
+
+
+def test_encryption_key_rotation_reencrypts_the_secret_keys_too(event_types, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    endpoint = make_endpoint(signature_scheme="ed25519")
+    endpoint_rotate_key(endpoint, by="test")
+    endpoint.refresh_from_db()
+    old_keys = settings.WEBHOOKHUB_ENCRYPTION_KEY
+    old_keys = old_keys if isinstance(old_keys, list) else [old_keys]
+    new_key = Fernet.generate_key().decode()
+    settings.WEBHOOKHUB_ENCRYPTION_KEY = [new_key, *old_keys]
+    call_command("rotate_encryption_key")
+    settings.WEBHOOKHUB_ENCRYPTION_KEY = [new_key]  # the old key is gone now
+    reloaded = Endpoint.objects.get(pk=endpoint.pk)
+    assert reloaded.signing_key == endpoint.signing_key
+    assert reloaded.previous_keys == endpoint.previous_keys
+
+
+def test_secret_keys_never_reach_a_log_line():
+    from webhookhub.logs import redact
+
+    secret_key, public_key = "whsk_" + "A" * 43 + "=", "whpk_" + "B" * 43 + "="
+    line = redact(f"signing with {secret_key} for {public_key}")
+    assert secret_key not in line and "whsk_***" in line
+    assert public_key in line, "a public key is not a secret"
