@@ -114,7 +114,7 @@ class PartnerAdmin(admin.ModelAdmin):
         ]
 
     def has_portal_link_permission(self, request) -> bool:
-        return request.user.has_perm("portal.add_portallink")
+        return request.user.has_perm("portal.send_portal_link")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = {

@@ -31,6 +31,9 @@ class PortalLink(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("portal sign-in link")
         verbose_name_plural = _("portal sign-in links")
+        # A support action like the others (its own permission, given to Support), not
+        # the model's add permission: links are made by the service, never by a form.
+        permissions = [("send_portal_link", "Can copy and e-mail portal sign-in links")]
 
     def __str__(self):
         return f"{self.partner} ({self.label or self.created_by})"

@@ -52,6 +52,9 @@ class Migration(migrations.Migration):
                 "verbose_name": "portal sign-in link",
                 "verbose_name_plural": "portal sign-in links",
                 "ordering": ["-created_at"],
+                "permissions": [
+                    ("send_portal_link", "Can copy and e-mail portal sign-in links")
+                ],
             },
         ),
     ]

@@ -3,7 +3,7 @@
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-PERMISSION = ("portal", "add_portallink")
+PERMISSION = ("portal", "send_portal_link")
 
 
 def forwards(apps, schema_editor):

@@ -108,7 +108,7 @@ def staff(db):
 
 def grant_portal_links(user):
     user.user_permissions.add(
-        Permission.objects.get(content_type__app_label="portal", codename="add_portallink")
+        Permission.objects.get(content_type__app_label="portal", codename="send_portal_link")
     )
 
 
@@ -117,7 +117,7 @@ def test_support_group_may_create_portal_links(db):
 
     group = Group.objects.get(name="Support")
     assert group.permissions.filter(
-        content_type__app_label="portal", codename="add_portallink"
+        content_type__app_label="portal", codename="send_portal_link"
     ).exists()
 
 
