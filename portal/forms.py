@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from console.forms import EDITABLE_FIELDS, EndpointForm
 from deliveries.models import DeliveryStatus
+from endpoints.header_rules import mask_value
 from portal.widgets import PortalFilterWidget, PortalRetryPolicyWidget
 
 PORTAL_FIELDS = tuple(f for f in EDITABLE_FIELDS if f != "max_in_flight")
@@ -64,6 +65,11 @@ class PortalEndpointForm(EndpointForm):
             )
         action = self.fields["token_action"]
         action.label = _("Token")
+        if self.instance.pk and self.instance.auth_token:
+            action.help_text = _(
+                "Sent as Authorization: Bearer <token> with every webhook. Current token: "
+                "%(masked)s"
+            ) % {"masked": mask_value(self.instance.auth_token)}
         action.choices = [(value, PORTAL_TOKEN_CHOICES[value]) for value, _label in action.choices]
         if self.is_bound:
             for name in ("retry_policy", "filter"):

@@ -32,6 +32,18 @@
     });
   }
 
+  // Times are rendered in the server's TIME_ZONE; the browser knows the viewer's own.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  document.querySelectorAll("time[datetime]").forEach(function (el) {
+    var when = new Date(el.getAttribute("datetime"));
+    if (isNaN(when)) return;
+    var text = when.getFullYear() + "-" + pad(when.getMonth() + 1) + "-" + pad(when.getDate()) +
+      " " + pad(when.getHours()) + ":" + pad(when.getMinutes());
+    if (el.textContent.trim().length > 16) text += ":" + pad(when.getSeconds());
+    el.title = el.textContent.trim() + " (" + el.getAttribute("datetime") + ")";
+    el.textContent = text;
+  });
+
   document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
     select.addEventListener("change", function () { select.form.submit(); });
   });
