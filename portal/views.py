@@ -118,7 +118,10 @@ def toggle_view(request, endpoint_id):
         endpoint_disable(endpoint, by=request.portal_by, reason=_("switched off in the portal"))
         messages.success(
             request,
-            _("%(name)s is off. Events published meanwhile are kept and sent when it is on again.")
+            _(
+                "%(name)s is off. Deliveries already waiting are kept and sent when it is on "
+                "again; events published while it is off are not sent to it."
+            )
             % {"name": endpoint.name},
         )
     else:

@@ -217,7 +217,7 @@ def test_partner_journey_in_the_portal(
         page.screenshot(path=str(SCREENSHOTS / "portal-mobile.png"), full_page=True)
     page.set_viewport_size({"width": WIDTH, "height": 900})
     page.click(f"{row} a.pt-danger")
-    page.once("dialog", lambda dialog: dialog.accept())  # the confirmation
+    page.wait_for_selector("#confirm-delete")  # a page of its own asks first
     page.click("#confirm-delete")
     page.wait_for_selector("#no-webhooks")
     assert not Endpoint.objects.filter(pk=endpoint.pk).exists()

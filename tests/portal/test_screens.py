@@ -300,3 +300,26 @@ def test_forms_carry_csrf_tokens(acme_client, acme_endpoint):
     ):
         html = acme_client.get(url).content.decode()
         assert html.count('<form method="post"') <= html.count("csrfmiddlewaretoken"), url
+
+
+def _queries(client, url) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+def test_lists_cost_the_same_queries_whatever_their_length(acme_client, acme, event_types):
+    from tests.factories import make_endpoint
+
+    make_endpoint(acme, name="first")
+    publish("order.paid", {"order": {"id": 1}}, partner=acme)
+    few = {url: _queries(acme_client, url) for url in ("/portal/", "/portal/deliveries/")}
+    for n in range(4):
+        make_endpoint(acme, name=f"more {n}", event_types=("order.*",))
+    for n in range(5):
+        publish("order.paid", {"order": {"id": n}}, partner=acme)
+    many = {url: _queries(acme_client, url) for url in ("/portal/", "/portal/deliveries/")}
+    assert many == few

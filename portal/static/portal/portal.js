@@ -1,5 +1,5 @@
 /* A little help on top of pages that work without it: copy buttons, the token
-   "Generate" button, confirmations, and the language menu applying itself. Every text
+   "Generate" button, local times, and the language menu applying itself. Every text
    shown comes from the page (data- attributes), so it is translated with it. */
 (function () {
   "use strict";
@@ -14,10 +14,7 @@
       var done = function () { copy.textContent = copy.dataset.copied || copy.textContent; };
       if (navigator.clipboard) navigator.clipboard.writeText(input.value).then(done, done);
       else { document.execCommand("copy"); done(); }
-      return;
     }
-    var confirmable = event.target.closest("[data-confirm]");
-    if (confirmable && !window.confirm(confirmable.dataset.confirm)) event.preventDefault();
   });
 
   var generate = document.getElementById("generate-token");
