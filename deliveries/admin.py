@@ -9,6 +9,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -136,14 +137,15 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
     # hover and on the delivery's page), the type under the event, the partner under
     # the endpoint.
     list_display = (
-        "public_id",
+        "delivery_id",
         "status_why",
-        "event_link",
+        "event_short",
         "endpoint_partner",
-        "attempt_count",
-        "last_status_code",
-        "created_at",
+        "tries",
+        "code",
+        "created",
     )
+    list_display_links = ("delivery_id",)
     list_filter = (
         "status",
         "endpoint",
@@ -341,6 +343,37 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
             delivery.event.event_type.name,
         )
 
+    @admin.display(description=gettext_lazy("Delivery"), ordering="public_id")
+    def delivery_id(self, delivery):
+        return short_id(delivery.public_id)
+
+    @admin.display(description=gettext_lazy("Event"))
+    def event_short(self, delivery):
+        return format_html(
+            '<a href="{}">{}</a><br>{}',
+            reverse("admin:events_event_change", args=[delivery.event_id]),
+            delivery.event.event_type.name,
+            short_id(delivery.event.public_id),
+        )
+
+    @admin.display(description=gettext_lazy("Tries"), ordering="attempt_count")
+    def tries(self, delivery):
+        return delivery.attempt_count
+
+    @admin.display(description="HTTP", ordering="last_status_code")
+    def code(self, delivery):
+        return delivery.last_status_code or "–"
+
+    @admin.display(description=gettext_lazy("Created"), ordering="created_at")
+    def created(self, delivery):
+        moment = timezone.localtime(delivery.created_at)
+        return format_html(
+            '<span title="{}">{}<br>{}</span>',
+            moment.isoformat(timespec="seconds"),
+            moment.strftime("%m-%d"),
+            moment.strftime("%H:%M:%S"),
+        )
+
     @admin.display(description=gettext_lazy("Endpoint"))
     def endpoint_link(self, delivery):
         return format_html(
@@ -440,6 +473,12 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
                 "selected": queryset.values_list("pk", flat=True),
             },
         )
+
+
+def short_id(public_id: str):
+    """`dlv_…HGCZ49` in a list cell (the whole id on hover; search takes the whole id)."""
+    prefix, _sep, rest = public_id.partition("_")
+    return format_html('<span class="wh-id" title="{}">{}_…{}</span>', public_id, prefix, rest[-6:])
 
 
 def _held_endpoints(queryset) -> str:

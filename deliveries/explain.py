@@ -13,11 +13,11 @@ row, and the ordered queues' heads and the in-flight counts are read once per pa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count
+from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Subquery, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -97,39 +97,75 @@ def last_failure(status_code: int | None, error: str) -> str:
 
 
 def delivery_reasons(deliveries: Sequence[Delivery], *, now: datetime | None = None) -> dict:
-    """{delivery pk: Reason} for a page of deliveries."""
+    """{delivery pk: Reason} for a page of deliveries, in two queries whatever the page:
+    the endpoints (with their partner, their requests in flight, an ordered queue's
+    head and, for an open circuit, the latest failure, as subqueries) and their health
+    rows — plus the dispatcher's heartbeat when a delivery is long overdue."""
     now = now or timezone.now()
     rows = list(deliveries)
-    endpoint_ids = {d.endpoint_id for d in rows}
-    endpoints = _endpoints().in_bulk(list(endpoint_ids))
-    health = EndpointHealth.objects.in_bulk(list(endpoint_ids))
-    waiting = [d for d in rows if d.status in WAITING_STATUSES]
-    heads = _ordered_heads({d.endpoint_id for d in waiting if endpoints[d.endpoint_id].ordered})
-    in_flight = dict(
-        Delivery.objects.filter(
-            endpoint_id__in={d.endpoint_id for d in waiting}, status=DeliveryStatus.IN_FLIGHT
-        )
-        .order_by()
-        .values_list("endpoint_id")
-        .annotate(n=Count("pk"))
-    )
+    if not rows:
+        return {}
+    endpoint_ids = sorted({d.endpoint_id for d in rows})
+    health = EndpointHealth.objects.in_bulk(endpoint_ids)
+    endpoints = _endpoints_explained().in_bulk(endpoint_ids)
     context = _Context(
         now=now,
-        heads=heads,
-        in_flight=in_flight,
-        last_failures=_last_failures(
-            {
-                pk
-                for pk, state in health.items()
-                if state.circuit_state != CircuitState.CLOSED
-                and any(d.endpoint_id == pk and d.status in WAITING_STATUSES for d in rows)
-            }
-        ),
+        heads={
+            pk: (e.head_pk, e.head_event)
+            for pk, e in endpoints.items()
+            if e.ordered and e.head_pk is not None
+        },
+        in_flight={pk: e.in_flight or 0 for pk, e in endpoints.items()},
+        last_failures={
+            pk: last_failure(e.failure_code, e.failure_error)
+            for pk, e in endpoints.items()
+            if e.failure_code is not None or e.failure_error
+        },
     )
     return {
         d.pk: _delivery_reason(d, endpoints[d.endpoint_id], health.get(d.endpoint_id), context)
         for d in rows
     }
+
+
+def _endpoints_explained():
+    """Endpoints with what explaining their deliveries needs, as subqueries evaluated
+    only where they apply (CASE): the ordered queue's head for ordered endpoints, the
+    latest failure for endpoints whose circuit is not closed."""
+    in_flight = (
+        Delivery.objects.filter(endpoint_id=OuterRef("pk"), status=DeliveryStatus.IN_FLIGHT)
+        .order_by()
+        .values("endpoint_id")
+        .annotate(n=Count("pk"))
+        .values("n")[:1]
+    )
+    head = Delivery.objects.filter(
+        endpoint_id=OuterRef("pk"),
+        status__in=(*WAITING_STATUSES, DeliveryStatus.IN_FLIGHT),
+        next_trigger__in=ORDERED_TRIGGERS,
+    ).order_by("created_at", "pk")
+    failed = Delivery.objects.filter(
+        endpoint_id=OuterRef("pk"), status__in=(DeliveryStatus.RETRYING, DeliveryStatus.DEAD)
+    ).order_by("-created_at")
+    circuit_not_closed = Exists(
+        EndpointHealth.objects.filter(pk=OuterRef("pk")).exclude(circuit_state=CircuitState.CLOSED)
+    )
+    return _endpoints().annotate(
+        in_flight=Subquery(in_flight, output_field=IntegerField()),
+        head_pk=Case(When(ordered=True, then=Subquery(head.values("pk")[:1]))),
+        head_event=Case(
+            When(ordered=True, then=Subquery(head.values("event__public_id")[:1])),
+            output_field=CharField(),
+        ),
+        failure_code=Case(
+            When(circuit_not_closed, then=Subquery(failed.values("last_status_code")[:1])),
+            output_field=IntegerField(),
+        ),
+        failure_error=Case(
+            When(circuit_not_closed, then=Subquery(failed.values("last_error")[:1])),
+            output_field=CharField(),
+        ),
+    )
 
 
 def delivery_reason(delivery: Delivery, *, now: datetime | None = None) -> Reason:
@@ -164,43 +200,6 @@ class _Context:
         if not self._looked:
             self._heartbeat, self._looked = dispatcher_heartbeat(), True
         return self._heartbeat
-
-
-def _last_failures(endpoint_ids: Iterable[int]) -> dict:
-    """The latest failure of each endpoint (its newest failed delivery, by the
-    `delivery_endpoint_recent` index), for "circuit open … (last: HTTP 503 …)"."""
-    found = {}
-    for endpoint_id in sorted(endpoint_ids):
-        row = (
-            Delivery.objects.filter(
-                endpoint_id=endpoint_id,
-                status__in=(DeliveryStatus.RETRYING, DeliveryStatus.DEAD),
-            )
-            .order_by("-created_at")
-            .values_list("last_status_code", "last_error")
-            .first()
-        )
-        if row:
-            found[endpoint_id] = last_failure(*row)
-    return found
-
-
-def _ordered_heads(endpoint_ids: Iterable[int]) -> dict:
-    heads = {}
-    for endpoint_id in sorted(endpoint_ids):
-        head = (
-            Delivery.objects.filter(
-                endpoint_id=endpoint_id,
-                status__in=(*WAITING_STATUSES, DeliveryStatus.IN_FLIGHT),
-                next_trigger__in=ORDERED_TRIGGERS,
-            )
-            .order_by("created_at", "pk")
-            .values_list("pk", "event__public_id")
-            .first()
-        )
-        if head:
-            heads[endpoint_id] = head
-    return heads
 
 
 def _delivery_reason(

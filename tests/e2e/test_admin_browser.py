@@ -106,7 +106,7 @@ def test_support_user_does_the_support_job_in_a_browser(
     page.screenshot(path=str(SCREENSHOTS / "endpoint.png"), full_page=True)
     page.click("#action-deliveries")
     page.wait_for_selector("#result_list")
-    page.click(f"#result_list >> text={dead.public_id}")
+    page.click(f"#result_list [title='{dead.public_id}']")
     page.wait_for_selector("text=HTTP 503")
     assert "warehouse database unavailable" in page.content()
     assert "curl -X POST" in page.inner_text("#curl-command")
@@ -146,7 +146,7 @@ def test_support_user_does_the_support_job_in_a_browser(
     # 6. The warehouse is fixed: replay the dead delivery and watch it succeed.
     state["warehouse_down"] = False
     page.goto(f"{live_server.url}/admin/deliveries/delivery/?status__exact=dead")
-    row = page.locator("tr", has_text=dead.public_id)
+    row = page.locator("tr", has=page.locator(f"[title='{dead.public_id}']"))
     row.locator("input.action-select").check()
     page.select_option("select[name=action]", "retry_now")
     page.click("button[name=index]")

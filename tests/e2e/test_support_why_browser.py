@@ -132,11 +132,11 @@ def test_support_finds_out_why_probes_and_leaves_a_trail(
 
     # 2. Why does the warehouse delivery wait? The list says it short, the page in full.
     page.goto(f"{live_server.url}/admin/deliveries/delivery/?status__exact=pending")
-    row = page.locator("#result_list tr", has_text=waiting.public_id)
+    row = page.locator("#result_list tr", has=page.locator(f"[title='{waiting.public_id}']"))
     assert "waiting: circuit open" in row.inner_text()
     fits(page)
     page.screenshot(path=str(SCREENSHOTS / "deliveries.png"), full_page=True)
-    row.locator(f"text={waiting.public_id}").click()
+    row.locator(f"[title='{waiting.public_id}']").click()
     why = page.inner_text("#delivery-why")
     assert "circuit is open since" in why and re.search(r"after \d+ failures in a row", why)
     assert "HTTP 503" in why and "warehouse database unavailable" in why
