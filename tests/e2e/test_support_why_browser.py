@@ -146,7 +146,7 @@ def test_support_finds_out_why_probes_and_leaves_a_trail(
     down["warehouse"] = False
     page.goto(f"{live_server.url}/admin/endpoints/endpoint/{warehouse.pk}/change/")
     fits(page)
-    page.screenshot(path=str(SCREENSHOTS / "endpoint.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "endpoint-circuit-open.png"), full_page=True)
     page.click("#action-probe")
     assert "failures in a row" in page.inner_text("#circuit-state")
     page.fill("#id_reason", "warehouse team fixed their database")
