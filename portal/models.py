@@ -18,7 +18,9 @@ class PortalLink(models.Model):
     partner = models.ForeignKey(
         Partner, on_delete=models.CASCADE, related_name="portal_links", verbose_name=_("partner")
     )
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_hash = models.CharField(
+        max_length=64, unique=True, editable=False, verbose_name=_("token hash")
+    )
     label = models.CharField(
         _("label"), max_length=150, blank=True, help_text=_("Who the link is for (audit label).")
     )

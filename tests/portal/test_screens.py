@@ -323,3 +323,15 @@ def test_lists_cost_the_same_queries_whatever_their_length(acme_client, acme, ev
         publish("order.paid", {"order": {"id": n}}, partner=acme)
     many = {url: _queries(acme_client, url) for url in ("/portal/", "/portal/deliveries/")}
     assert many == few
+
+
+def test_an_ed25519_webhook_shows_its_public_key(acme_client, acme_endpoint):
+    from endpoints.services import endpoint_update
+
+    endpoint = endpoint_update(acme_endpoint, by="test", signature_scheme="both")
+    endpoint.refresh_from_db()
+    assert endpoint.public_key.startswith("whpk_")
+    for url in (f"/portal/webhooks/{endpoint.public_id}/", "/portal/verifying/"):
+        html = acme_client.get(url).content.decode()
+        assert endpoint.public_key in html
+        assert endpoint.signing_key not in html
