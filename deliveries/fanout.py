@@ -41,17 +41,20 @@ def deliveries_create(
     trigger: str = Trigger.AUTO,
     trigger_by: str = "",
     enqueue: bool = True,
+    held: Sequence[int] = (),
 ) -> list[int]:
     """Insert one due delivery of `event` per endpoint; return their ids.
 
     With `enqueue` their endpoints are woken on commit (the dispatcher wakes them
-    otherwise, e.g. if that task is lost).
+    otherwise, e.g. if that task is lost) — except the `held` ones (switched off: their
+    deliveries wait until the endpoint is switched on, which wakes it).
     """
     return deliveries_create_many(
         [(event.pk, endpoint_id) for endpoint_id in endpoint_ids],
         trigger=trigger,
         trigger_by=trigger_by,
         enqueue=enqueue,
+        held=held,
     )
 
 
@@ -61,6 +64,7 @@ def deliveries_create_many(
     trigger: str = Trigger.AUTO,
     trigger_by: str = "",
     enqueue: bool = True,
+    held: Sequence[int] = (),
 ) -> list[int]:
     """`deliveries_create` for many events at once: one delivery per (event pk,
     endpoint id) pair, in one statement on PostgreSQL."""
@@ -83,7 +87,8 @@ def deliveries_create_many(
         ]
         ids = [d.pk for d in Delivery.objects.bulk_create(rows, batch_size=500)]
     if enqueue:
-        wake_on_commit(list(dict.fromkeys(endpoint_id for _, endpoint_id in pairs)))
+        quiet = set(held)
+        wake_on_commit([pk for pk in dict.fromkeys(e for _, e in pairs) if pk not in quiet])
     return ids
 
 

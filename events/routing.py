@@ -8,11 +8,13 @@ was most of `publish()`'s cost (three queries of four). Here they are cached:
 * in this process, any save or delete of an EventType, Partner, Endpoint or
   Subscription, and every endpoint switch (`endpoints.signals.routing_changed`), clears
   the cache at once;
+* switched-off endpoints are routed too (their deliveries are held until the endpoint
+  is switched on again: "off" pauses a webhook, it does not drop its events); `Route.
+  enabled` says which, so that publishing does not wake the workers for them;
 * other processes (each gunicorn worker, each qcluster worker, other machines) see an
   edit within `WEBHOOKHUB_ROUTING_CACHE_SECONDS` (2 s by default; 0 turns caching off).
-  An event published in that window to an endpoint just switched off gets a delivery
-  that waits, held, until the endpoint is switched on again (the claim checks the
-  switch); an endpoint created in that window starts receiving within the window.
+  An endpoint created in that window starts receiving within the window; one switched
+  off or on in it is held or sent as the claim finds its switch.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Route:
 
     endpoint_id: int
     predicates: tuple[Callable[[dict], bool], ...]  # all must accept the envelope
+    enabled: bool = True  # switched off: its deliveries are held until it is on again
 
 
 class _Cache:
@@ -111,8 +114,8 @@ def subscription_patterns(event_type: str) -> list[str]:
 
 
 def routes(event_type: str, partner_id: int | None) -> tuple[Route, ...]:
-    """The enabled endpoints of active partners subscribed to `event_type` (only
-    `partner_id`'s when given), each with the filters it must pass: its own and, if
+    """The endpoints of active partners subscribed to `event_type` (only `partner_id`'s
+    when given), on or switched off, each with the filters it must pass: its own and, if
     all its matching subscriptions have one, any of theirs."""
     return _cache.get(("routes", event_type, partner_id), lambda: _load(event_type, partner_id))
 
@@ -120,17 +123,18 @@ def routes(event_type: str, partner_id: int | None) -> tuple[Route, ...]:
 def _load(event_type: str, partner_id: int | None) -> tuple[Route, ...]:
     rows = Subscription.objects.filter(
         event_type__in=subscription_patterns(event_type),
-        endpoint__enabled=True,
         endpoint__partner__is_active=True,
     )
     if partner_id is not None:
         rows = rows.filter(endpoint__partner_id=partner_id)
     found: dict[int, tuple[dict | None, list]] = {}
-    for endpoint_id, sub_filter, endpoint_filter in rows.order_by("endpoint_id").values_list(
-        "endpoint_id", "filter", "endpoint__filter"
+    enabled: dict[int, bool] = {}
+    for endpoint_id, sub_filter, endpoint_filter, on in rows.order_by("endpoint_id").values_list(
+        "endpoint_id", "filter", "endpoint__filter", "endpoint__enabled"
     ):
         own, subs = found.setdefault(endpoint_id, (endpoint_filter, []))
         subs.append(sub_filter)
+        enabled[endpoint_id] = on
     result = []
     for endpoint_id, (own, subs) in found.items():
         predicates = []
@@ -139,7 +143,7 @@ def _load(event_type: str, partner_id: int | None) -> tuple[Route, ...]:
         if all(subs):  # an unfiltered matching subscription lets everything through
             compiled = tuple(compile_filter(spec) for spec in subs)
             predicates.append(lambda envelope, any_of=compiled: any(p(envelope) for p in any_of))
-        result.append(Route(endpoint_id, tuple(predicates)))
+        result.append(Route(endpoint_id, tuple(predicates), enabled[endpoint_id]))
     return tuple(result)
 
 

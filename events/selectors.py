@@ -6,16 +6,22 @@ from events.routing import routes
 
 
 def endpoint_ids_for_event(event_type: str, partner: Partner | None, envelope: dict) -> list[int]:
-    """Ids of enabled endpoints of active partners subscribed to this event whose
-    filters pass.
+    """Ids of the endpoints of active partners subscribed to this event whose filters
+    pass — switched-off ones included (their deliveries are held until they are on).
 
     An event for a partner reaches only that partner's endpoints; an event without a
     partner is a broadcast. An endpoint passes when its own filter (if any) and at
     least one matching subscription's filter (if any) accept the envelope. The routes
     come from `events.routing` (cached per process for a few seconds, compiled once).
     """
+    return [route.endpoint_id for route in routes_for_event(event_type, partner, envelope)]
+
+
+def routes_for_event(event_type: str, partner: Partner | None, envelope: dict) -> list:
+    """The routes (`events.routing.Route`: endpoint id, switched on or off) this event
+    takes."""
     return [
-        route.endpoint_id
+        route
         for route in routes(event_type, partner.pk if partner is not None else None)
         if all(accepts(envelope) for accepts in route.predicates)
     ]

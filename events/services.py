@@ -25,7 +25,7 @@ from deliveries.signing import encode_envelope
 from endpoints.models import Partner
 from events.models import Event, EventType
 from events.routing import event_type_active, partner_active
-from events.selectors import endpoint_ids_for_event
+from events.selectors import routes_for_event
 from webhookhub.ids import event_id
 from webhookhub.json_values import json_problem, text_problem
 
@@ -120,10 +120,18 @@ def event_publish(
             if existing is None:
                 raise
             return existing, False
+        held: list[int] = []
         if endpoint_ids is None:
-            endpoint_ids = _routes_for(event)
+            taken = _routes_for(event)
+            endpoint_ids = [route.endpoint_id for route in taken]
+            held = [route.endpoint_id for route in taken if not route.enabled]
         deliveries = deliveries_create(
-            event, endpoint_ids, trigger=trigger, trigger_by=trigger_by, enqueue=enqueue
+            event,
+            endpoint_ids,
+            trigger=trigger,
+            trigger_by=trigger_by,
+            enqueue=enqueue,
+            held=held,
         )
         # [metrics] counted when the caller's transaction commits (a rollback publishes nothing)
         transaction.on_commit(
@@ -162,10 +170,11 @@ def _prepared(event_type, data, *, partner, source, idempotency_key, occurred_at
     )
 
 
-def _routes_for(event: Event) -> list[int]:
-    """The endpoints this (prepared) event goes to, by subscription and filters."""
+def _routes_for(event: Event) -> list:
+    """The endpoints this (prepared) event goes to, by subscription and filters (those
+    switched off too: their deliveries are held)."""
     envelope = json.loads(event.body)
-    return endpoint_ids_for_event(event.event_type.name, event.partner, envelope)
+    return routes_for_event(event.event_type.name, event.partner, envelope)
 
 
 def _existing(idempotency_key: str) -> Event | None:
@@ -336,11 +345,15 @@ def events_publish_batch(
                 raise
             logger.info("batch meets a concurrent publisher's idempotency key: item by item")
             return _publish_one_by_one(items, trigger_by=trigger_by)
-        routes = {event.public_id: _routes_for(event) for event in new}
+        taken = {event.public_id: _routes_for(event) for event in new}
+        routes = {key: [r.endpoint_id for r in found] for key, found in taken.items()}
         deliveries_create_many(
             [(event.pk, endpoint) for event in new for endpoint in routes[event.public_id]],
             trigger=Trigger.AUTO,
             trigger_by=trigger_by,
+            held=sorted(
+                {r.endpoint_id for found in taken.values() for r in found if not r.enabled}
+            ),
         )
         counts = [(event.event_type.name, len(routes[event.public_id])) for event in new]
         transaction.on_commit(partial(_count_published, counts), robust=True)  # [metrics]

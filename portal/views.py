@@ -119,8 +119,8 @@ def toggle_view(request, endpoint_id):
         messages.success(
             request,
             _(
-                "%(name)s is off. Deliveries already waiting are kept and sent when it is on "
-                "again; events published while it is off are not sent to it."
+                "%(name)s is off. Its deliveries — those waiting and those of events "
+                "published while it is off — are kept and sent when it is on again."
             )
             % {"name": endpoint.name},
         )

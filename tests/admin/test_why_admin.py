@@ -89,7 +89,7 @@ def test_the_event_page_explains_routing_and_replays_with_a_reason(sam, event_ty
     page = sam.get(reverse("admin:events_event_change", args=[event.pk]))
     text = _text(page)
     assert "data.amount gte 100 — found 50" in text
-    assert "switched off by admin:kim" in text and "receiver moving" in text
+    assert "Switched off by admin:kim" in text and "receiver moving" in text
     assert reverse("admin:events_event_replay", args=[event.pk]) in page.content.decode()
 
     before = len(receiver.requests)
@@ -100,11 +100,12 @@ def test_the_event_page_explains_routing_and_replays_with_a_reason(sam, event_ty
         {"reason": "partner lost it"},
         follow=True,
     )
-    assert "1 deliveries queued" in _text(done)
+    # Both deliveries are queued again; the switched-off endpoint's stays held.
+    assert "2 deliveries queued" in _text(done)
     run_queue()
     assert len(receiver.requests) == before + 1
     entry = AuditEntry.objects.get(action=Action.REPLAYED)
-    assert (entry.actor, entry.reason, entry.count) == ("admin:sam", "partner lost it", 1)
+    assert (entry.actor, entry.reason, entry.count) == ("admin:sam", "partner lost it", 2)
     trail = sam.get(reverse("admin:audit_auditentry_changelist"), {"q": "admin:sam"})
     assert trail.status_code == 200 and event.public_id in trail.content.decode()
 

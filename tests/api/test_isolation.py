@@ -11,7 +11,7 @@ from django.urls import resolve
 
 from deliveries.models import Delivery
 from endpoints.models import Endpoint
-from endpoints.services import endpoint_disable
+from endpoints.services import endpoint_disable, subscriptions_set
 from events.services import publish
 from tests.factories import make_endpoint
 
@@ -32,6 +32,7 @@ OBJECT_ROUTES = [
     ("post", "/api/v1/endpoints/{ep}/recover/", {"since": "2020-01-01T00:00:00Z"}),
     ("get", "/api/v1/events/{evt}/", None),
     ("post", "/api/v1/events/{evt}/replay/", {}),
+    ("get", "/api/v1/events/{evt}/routing/", None),
     ("get", "/api/v1/deliveries/{dlv}/", None),
     ("post", "/api/v1/deliveries/{dlv}/retry/", None),
 ]
@@ -131,9 +132,15 @@ def test_a_broadcast_is_visible_to_the_partners_it_reached_and_replays_only_to_t
     replay = partner_api.post(f"/api/v1/events/{event.public_id}/replay/", {}, format="json")
     assert replay.json() == {"queued": 1}
     assert Delivery.objects.get(event=event, endpoint=theirs).updated_at == before
-    endpoint_disable(theirs, by="admin:sam", reason="off")
+    subscriptions_set(theirs, ["shipment.moved"])
     quiet = publish("order.paid", {"all": True})  # reached only Acme
     assert other_api.get(f"/api/v1/events/{quiet.public_id}/").status_code == 404
+    # Switched off is not "not reached": the broadcast waits for Globex, held.
+    endpoint_disable(theirs, by="admin:sam", reason="off")
+    subscriptions_set(theirs, ["*"])
+    held = publish("order.paid", {"all": True})
+    seen = other_api.get(f"/api/v1/deliveries/?event={held.public_id}").json()["results"]
+    assert [d["reason"]["code"] for d in seen] == ["held_endpoint_off"]
 
 
 def test_publisher_may_not_use_partner_routes(world, partner, publisher_api):

@@ -56,7 +56,9 @@ def test_endpoint_switch_off_and_on_keeps_who_and_why(partner, partner_api, even
     assert (off["enabled"], off["disabled_kind"], off["disabled_reason"]) == (
         False, "manual", "maintenance",
     )  # fmt: skip
-    assert publish("order.paid", {}, partner=partner).deliveries.count() == 0
+    held = publish("order.paid", {}, partner=partner).deliveries.get()  # held while off
+    reason = partner_api.get(f"/api/v1/deliveries/{held.public_id}/").json()["reason"]
+    assert reason["code"] == "held_endpoint_off" and "maintenance" in reason["text"]
     on = partner_api.post(f"{url}/enable/").json()
     assert on["enabled"] is True and on["disabled_at"] is None and on["disabled_kind"] is None
     via_patch = partner_api.patch(f"{url}/", {"enabled": False}, format="json").json()

@@ -169,16 +169,22 @@ def test_partner_event_never_reaches_another_partner_and_broadcast_reaches_all(e
     }
 
 
-def test_disabled_endpoints_and_inactive_partners_receive_nothing(event_types):
+def test_switched_off_endpoints_hold_and_inactive_partners_receive_nothing(event_types):
+    from django_q.models import OrmQ
+
     from endpoints.services import endpoint_disable
+    from tests.queue import queued_endpoints
 
     off = make_endpoint(name="off")
     endpoint_disable(off, by="test", reason="maintenance")
     sleeping = PartnerFactory(name="Sleeping", is_active=False)
     make_endpoint(sleeping)
     on = make_endpoint(name="on")
+    OrmQ.objects.all().delete()
     event = publish("order.paid", {})
-    assert list(event.deliveries.values_list("endpoint_id", flat=True)) == [on.pk]
+    assert set(event.deliveries.values_list("endpoint_id", flat=True)) == {on.pk, off.pk}
+    assert event.deliveries.get(endpoint=off).status == "pending"  # held until it is on
+    assert queued_endpoints() == [on.pk], "the switched-off endpoint is not woken"
 
 
 def test_repeated_idempotency_key_returns_first_event_and_creates_nothing(event_types):

@@ -13,6 +13,7 @@ from endpoints.models import Endpoint, Subscription
 from endpoints.services import endpoint_disable, endpoint_enable, subscriptions_set
 from events.catalog import event_type_archive
 from events.models import EventType
+from events.routing import Route, routes
 from events.services import publish
 from tests.factories import PartnerFactory, make_endpoint
 
@@ -47,7 +48,10 @@ def test_edits_through_the_services_apply_to_the_next_publish_at_once(event_type
     second = make_endpoint(partner=partner, event_types=["*"])
     assert reached(publish("order.paid", {}, partner=partner)) == {first.pk, second.pk}
     endpoint_disable(first, by="admin:sam", reason="off")
-    assert reached(publish("order.paid", {}, partner=partner)) == {second.pk}
+    # Switched off: still routed (its delivery is held), and not woken.
+    held = publish("order.paid", {}, partner=partner)
+    assert reached(held) == {first.pk, second.pk}
+    assert Route(first.pk, (), False) in routes("order.paid", partner.pk)
     endpoint_enable(first, by="admin:sam")
     subscriptions_set(second, ["shipment.moved"])
     assert reached(publish("order.paid", {}, partner=partner)) == {first.pk}
@@ -83,7 +87,7 @@ def test_with_the_cache_off_every_publish_reads_the_database(event_types, settin
     partner = PartnerFactory()
     endpoint = make_endpoint(partner=partner)
     assert reached(publish("order.paid", {}, partner=partner)) == {endpoint.pk}
-    Endpoint.objects.filter(pk=endpoint.pk).update(enabled=False)
+    Subscription.objects.filter(endpoint=endpoint).update(event_type="shipment.moved")
     assert reached(publish("order.paid", {}, partner=partner)) == set()
 
 
