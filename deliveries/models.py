@@ -61,30 +61,51 @@ class Delivery(models.Model):
     names the holder; an expired lease makes the delivery due again.
     """
 
-    public_id = models.CharField(max_length=32, unique=True, default=delivery_id, editable=False)
-    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="deliveries")
+    public_id = models.CharField(
+        max_length=32, unique=True, default=delivery_id, editable=False, verbose_name=_("public id")
+    )
+    event = models.ForeignKey(
+        "events.Event", on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("event")
+    )
     endpoint = models.ForeignKey(
-        "endpoints.Endpoint", on_delete=models.CASCADE, related_name="deliveries"
+        "endpoints.Endpoint",
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        verbose_name=_("endpoint"),
     )
     status = models.CharField(
-        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+        max_length=16,
+        choices=DeliveryStatus.choices,
+        default=DeliveryStatus.PENDING,
+        verbose_name=_("status"),
     )
-    attempt_count = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    lease_token = models.CharField(max_length=32, blank=True, editable=False)
+    attempt_count = models.PositiveIntegerField(default=0, verbose_name=_("attempt count"))
+    next_attempt_at = models.DateTimeField(null=True, blank=True, verbose_name=_("next attempt at"))
+    claimed_until = models.DateTimeField(null=True, blank=True, verbose_name=_("claimed until"))
+    lease_token = models.CharField(
+        max_length=32, blank=True, editable=False, verbose_name=_("lease token")
+    )
     next_trigger = models.CharField(
-        max_length=16, choices=Trigger.choices, default=Trigger.AUTO, editable=False
+        max_length=16,
+        choices=Trigger.choices,
+        default=Trigger.AUTO,
+        editable=False,
+        verbose_name=_("next trigger"),
     )
-    next_trigger_by = models.CharField(max_length=150, blank=True, editable=False)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_error = models.CharField(max_length=500, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
+    next_trigger_by = models.CharField(
+        max_length=150, blank=True, editable=False, verbose_name=_("next trigger by")
+    )
+    last_attempt_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last attempt at"))
+    last_status_code = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=_("last status code")
+    )
+    last_error = models.CharField(max_length=500, blank=True, verbose_name=_("last error"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+    completed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("completed at"))
 
     class Meta:
+        verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
         ordering = ["-created_at", "-id"]
         constraints = [
@@ -131,23 +152,33 @@ class DeliveryAttempt(models.Model):
     Secrets in `request_headers` are masked before they are stored.
     """
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempts")
-    number = models.PositiveIntegerField()
-    trigger = models.CharField(max_length=16, choices=Trigger.choices)
-    triggered_by = models.CharField(max_length=150, blank=True)
-    started_at = models.DateTimeField()
-    duration_ms = models.PositiveIntegerField(default=0)
-    request_url = models.URLField(max_length=2000)
-    request_headers = models.JSONField(default=dict)
-    response_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_headers = models.JSONField(default=dict, blank=True)
-    response_body = models.TextField(blank=True)
-    response_body_truncated = models.BooleanField(default=False)
-    error_kind = models.CharField(max_length=32, blank=True)
-    error_message = models.CharField(max_length=500, blank=True)
-    succeeded = models.BooleanField(default=False)
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="attempts", verbose_name=_("delivery")
+    )
+    number = models.PositiveIntegerField(verbose_name=_("number"))
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, verbose_name=_("trigger"))
+    triggered_by = models.CharField(max_length=150, blank=True, verbose_name=_("triggered by"))
+    started_at = models.DateTimeField(verbose_name=_("started at"))
+    duration_ms = models.PositiveIntegerField(default=0, verbose_name=_("duration ms"))
+    request_url = models.URLField(max_length=2000, verbose_name=_("request url"))
+    request_headers = models.JSONField(default=dict, verbose_name=_("request headers"))
+    response_status_code = models.PositiveSmallIntegerField(
+        null=True, blank=True, verbose_name=_("response status code")
+    )
+    response_headers = models.JSONField(
+        default=dict, blank=True, verbose_name=_("response headers")
+    )
+    response_body = models.TextField(blank=True, verbose_name=_("response body"))
+    response_body_truncated = models.BooleanField(
+        default=False, verbose_name=_("response body truncated")
+    )
+    error_kind = models.CharField(max_length=32, blank=True, verbose_name=_("error kind"))
+    error_message = models.CharField(max_length=500, blank=True, verbose_name=_("error message"))
+    succeeded = models.BooleanField(default=False, verbose_name=_("succeeded"))
 
     class Meta:
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
         ordering = ["delivery", "number"]
         indexes = [
             models.Index(fields=["delivery", "number"], name="attempt_delivery_number"),
@@ -179,24 +210,41 @@ class EndpointHealth(models.Model):
     """
 
     endpoint = models.OneToOneField(
-        "endpoints.Endpoint", primary_key=True, on_delete=models.CASCADE, related_name="health"
+        "endpoints.Endpoint",
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="health",
+        verbose_name=_("endpoint"),
     )
     circuit_state = models.CharField(
-        max_length=16, choices=CircuitState.choices, default=CircuitState.CLOSED
+        max_length=16,
+        choices=CircuitState.choices,
+        default=CircuitState.CLOSED,
+        verbose_name=_("circuit state"),
     )
-    consecutive_failures = models.PositiveIntegerField(default=0)
-    failing_since = models.DateTimeField(null=True, blank=True)
-    circuit_opened_at = models.DateTimeField(null=True, blank=True)
-    circuit_open_count = models.PositiveIntegerField(default=0)
+    consecutive_failures = models.PositiveIntegerField(
+        default=0, verbose_name=_("consecutive failures")
+    )
+    failing_since = models.DateTimeField(null=True, blank=True, verbose_name=_("failing since"))
+    circuit_opened_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("circuit opened at")
+    )
+    circuit_open_count = models.PositiveIntegerField(
+        default=0, verbose_name=_("circuit open count")
+    )
     # Open: when the probe may go. Half-open: when the probe's claim runs out.
-    circuit_retry_at = models.DateTimeField(null=True, blank=True)
-    failure_notice_at = models.DateTimeField(null=True, blank=True)
+    circuit_retry_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("circuit retry at")
+    )
+    failure_notice_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("failure notice at")
+    )
     # Database token bucket for rate_limit_per_second (when Redis is not configured).
-    rate_tokens = models.FloatField(null=True, blank=True)
-    rate_checked_at = models.DateTimeField(null=True, blank=True)
+    rate_tokens = models.FloatField(null=True, blank=True, verbose_name=_("rate tokens"))
+    rate_checked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("rate checked at"))
     # The drain lease: one worker at a time claims and sends this endpoint's deliveries.
-    drain_holder = models.CharField(max_length=64, blank=True)
-    drain_until = models.DateTimeField(null=True, blank=True)
+    drain_holder = models.CharField(max_length=64, blank=True, verbose_name=_("drain holder"))
+    drain_until = models.DateTimeField(null=True, blank=True, verbose_name=_("drain until"))
 
     class Meta:
         verbose_name = _("endpoint health")
@@ -221,10 +269,14 @@ class WorkerLease(models.Model):
     PostgreSQL and survives the death of its holder (the lease just expires).
     """
 
-    name = models.CharField(max_length=50, primary_key=True)
-    holder = models.CharField(max_length=64, blank=True)
-    expires_at = models.DateTimeField()
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    name = models.CharField(max_length=50, primary_key=True, verbose_name=_("name"))
+    holder = models.CharField(max_length=64, blank=True, verbose_name=_("holder"))
+    expires_at = models.DateTimeField(verbose_name=_("expires at"))
+    heartbeat_at = models.DateTimeField(null=True, blank=True, verbose_name=_("heartbeat at"))
+
+    class Meta:
+        verbose_name = _("worker lease")
+        verbose_name_plural = _("worker leases")
 
     def __str__(self):
         return self.name

@@ -18,15 +18,23 @@ from webhookhub.ids import endpoint_id, partner_id
 class Partner(models.Model):
     """A company that receives webhooks."""
 
-    public_id = models.CharField(max_length=32, unique=True, default=partner_id, editable=False)
-    name = models.CharField(max_length=200, unique=True)
-    contact_email = models.EmailField(blank=True, help_text=_("Receives failure notices."))
-    is_active = models.BooleanField(
-        default=True, help_text=_("Inactive partners receive nothing and cannot use the API.")
+    public_id = models.CharField(
+        max_length=32, unique=True, default=partner_id, editable=False, verbose_name=_("public id")
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    name = models.CharField(max_length=200, unique=True, verbose_name=_("name"))
+    contact_email = models.EmailField(
+        blank=True, help_text=_("Receives failure notices."), verbose_name=_("contact email")
+    )
+    is_active = models.BooleanField(
+        default=True,
+        help_text=_("Inactive partners receive nothing and cannot use the API."),
+        verbose_name=_("is active"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("partner")
+        verbose_name_plural = _("partners")
         ordering = ["name"]
 
     def __str__(self):
@@ -43,19 +51,30 @@ class ApiToken(models.Model):
     PREFIX_LENGTH = 12  # "whk_" + 8 characters, stored in clear to identify the token
 
     partner = models.ForeignKey(
-        Partner, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens"
+        Partner,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        verbose_name=_("partner"),
     )
-    name = models.CharField(max_length=100, blank=True)
-    role = models.CharField(max_length=16, choices=Role.choices)
-    prefix = models.CharField(max_length=PREFIX_LENGTH, unique=True, editable=False)
-    key_hash = models.CharField(max_length=64, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.CharField(max_length=150, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    name = models.CharField(max_length=100, blank=True, verbose_name=_("name"))
+    role = models.CharField(max_length=16, choices=Role.choices, verbose_name=_("role"))
+    prefix = models.CharField(
+        max_length=PREFIX_LENGTH, unique=True, editable=False, verbose_name=_("prefix")
+    )
+    key_hash = models.CharField(max_length=64, editable=False, verbose_name=_("key hash"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    created_by = models.CharField(max_length=150, blank=True, verbose_name=_("created by"))
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, editable=False, verbose_name=_("last used at")
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, verbose_name=_("expires at"))
+    revoked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("revoked at"))
 
     class Meta:
+        verbose_name = _("api token")
+        verbose_name_plural = _("api tokens")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
@@ -105,22 +124,37 @@ class Endpoint(models.Model):
         ED25519 = "ed25519", _("ed25519 (v1a, whpk_ public key)")
         BOTH = "both", _("Both (v1 and v1a)")
 
-    public_id = models.CharField(max_length=32, unique=True, default=endpoint_id, editable=False)
-    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="endpoints")
-    name = models.CharField(max_length=200)
+    public_id = models.CharField(
+        max_length=32, unique=True, default=endpoint_id, editable=False, verbose_name=_("public id")
+    )
+    partner = models.ForeignKey(
+        Partner, on_delete=models.CASCADE, related_name="endpoints", verbose_name=_("partner")
+    )
+    name = models.CharField(max_length=200, verbose_name=_("name"))
     url = models.URLField(max_length=2000, verbose_name=_("URL"))
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, verbose_name=_("description"))
 
-    enabled = models.BooleanField(default=True)
-    disabled_at = models.DateTimeField(null=True, blank=True)
-    disabled_reason = models.CharField(max_length=500, blank=True)
-    disabled_kind = models.CharField(max_length=16, choices=DisabledBy.choices, blank=True)
-    disabled_by = models.CharField(max_length=150, blank=True, help_text=_("Who switched it off."))
+    enabled = models.BooleanField(default=True, verbose_name=_("enabled"))
+    disabled_at = models.DateTimeField(null=True, blank=True, verbose_name=_("disabled at"))
+    disabled_reason = models.CharField(
+        max_length=500, blank=True, verbose_name=_("disabled reason")
+    )
+    disabled_kind = models.CharField(
+        max_length=16, choices=DisabledBy.choices, blank=True, verbose_name=_("disabled kind")
+    )
+    disabled_by = models.CharField(
+        max_length=150,
+        blank=True,
+        help_text=_("Who switched it off."),
+        verbose_name=_("disabled by"),
+    )
 
-    signing_secret = EncryptedTextField(editable=False)
+    signing_secret = EncryptedTextField(editable=False, verbose_name=_("signing secret"))
     # Secrets replaced by a rotation that still sign until they expire:
     # [{"secret": "whsec_…", "expires_at": "<ISO 8601>"}]
-    previous_secrets = EncryptedJSONField(null=True, blank=True, editable=False)
+    previous_secrets = EncryptedJSONField(
+        null=True, blank=True, editable=False, verbose_name=_("previous secrets")
+    )
     signature_scheme = models.CharField(
         max_length=8,
         choices=SignatureScheme.choices,
@@ -132,7 +166,7 @@ class Endpoint(models.Model):
     # public key partners verify with (whpk_…) in clear. Pairs replaced by a rotation keep
     # signing until they expire:
     # [{"secret_key": "whsk_…", "public_key": "whpk_…", "expires_at": "<ISO 8601>"}]
-    signing_key = EncryptedTextField(blank=True, editable=False)
+    signing_key = EncryptedTextField(blank=True, editable=False, verbose_name=_("signing key"))
     public_key = models.CharField(
         max_length=64,
         blank=True,
@@ -140,42 +174,63 @@ class Endpoint(models.Model):
         verbose_name=_("public key"),
         help_text=_("Verifies the v1a (ed25519) signatures. Not a secret: give it to the partner."),
     )
-    previous_keys = EncryptedJSONField(null=True, blank=True, editable=False)
+    previous_keys = EncryptedJSONField(
+        null=True, blank=True, editable=False, verbose_name=_("previous keys")
+    )
     auth_token = EncryptedTextField(
-        blank=True, editable=False, help_text=_("Sent as Authorization: Bearer <token>.")
+        blank=True,
+        editable=False,
+        help_text=_("Sent as Authorization: Bearer <token>."),
+        verbose_name=_("auth token"),
     )
     # {name: value}; the values are the partner's credentials (endpoints.header_rules).
     headers = EncryptedJSONField(
         default=dict,
         blank=True,
         help_text=_("Extra request headers. Their values are stored encrypted and shown masked."),
+        verbose_name=_("headers"),
     )
     timeout_seconds = models.PositiveSmallIntegerField(
-        default=15, validators=[MinValueValidator(1), MaxValueValidator(60)]
+        default=15,
+        validators=[MinValueValidator(1), MaxValueValidator(60)],
+        verbose_name=_("timeout seconds"),
     )
-    retry_policy = models.JSONField(default=default_retry_policy, blank=True)
+    retry_policy = models.JSONField(
+        default=default_retry_policy, blank=True, verbose_name=_("retry policy")
+    )
     rate_limit_per_second = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(10_000)]
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(10_000)],
+        verbose_name=_("rate limit per second"),
     )
     filter = models.JSONField(
-        null=True, blank=True, help_text=_("Payload filter applied to every event type.")
+        null=True,
+        blank=True,
+        help_text=_("Payload filter applied to every event type."),
+        verbose_name=_("filter"),
     )
     ordered = models.BooleanField(
-        default=False, help_text=_("Deliver one at a time, in event order (FIFO).")
+        default=False,
+        help_text=_("Deliver one at a time, in event order (FIFO)."),
+        verbose_name=_("ordered"),
     )
     max_in_flight = models.PositiveSmallIntegerField(
         default=10,
         validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text=_("At most this many requests to this endpoint at once, across all workers."),
+        verbose_name=_("max in flight"),
     )
 
     # How delivery to it is going (circuit, failure streak) is deliveries.EndpointHealth
     # (`endpoint.health`): a row of its own, so delivering never locks this one.
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("endpoint")
+        verbose_name_plural = _("endpoints")
         ordering = ["partner__name", "name"]
         indexes = [
             models.Index(fields=["partner", "enabled"]),
@@ -235,14 +290,22 @@ class Endpoint(models.Model):
 class Subscription(models.Model):
     """One event type name or wildcard (`order.*`, `*`) an endpoint receives."""
 
-    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="subscriptions")
-    event_type = models.CharField(
-        max_length=200, help_text=_("An event type name, `prefix.*` or `*`.")
+    endpoint = models.ForeignKey(
+        Endpoint, on_delete=models.CASCADE, related_name="subscriptions", verbose_name=_("endpoint")
     )
-    filter = models.JSONField(null=True, blank=True, help_text=_("Payload filter (optional)."))
-    created_at = models.DateTimeField(auto_now_add=True)
+    event_type = models.CharField(
+        max_length=200,
+        help_text=_("An event type name, `prefix.*` or `*`."),
+        verbose_name=_("event type"),
+    )
+    filter = models.JSONField(
+        null=True, blank=True, help_text=_("Payload filter (optional)."), verbose_name=_("filter")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
         ordering = ["event_type"]
         constraints = [
             models.UniqueConstraint(

@@ -16,16 +16,23 @@ EVENT_TYPE_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 class EventType(models.Model):
     """A name in the catalog (`order.paid`) that events are published under."""
 
-    name = models.CharField(max_length=200, unique=True)
-    description = models.TextField(blank=True)
-    example = models.JSONField(null=True, blank=True, help_text=_("An example `data` payload."))
-    schema = models.JSONField(
-        null=True, blank=True, help_text=_("JSON Schema of `data` (informative).")
+    name = models.CharField(max_length=200, unique=True, verbose_name=_("name"))
+    description = models.TextField(blank=True, verbose_name=_("description"))
+    example = models.JSONField(
+        null=True, blank=True, help_text=_("An example `data` payload."), verbose_name=_("example")
     )
-    archived_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    schema = models.JSONField(
+        null=True,
+        blank=True,
+        help_text=_("JSON Schema of `data` (informative)."),
+        verbose_name=_("schema"),
+    )
+    archived_at = models.DateTimeField(null=True, blank=True, verbose_name=_("archived at"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("event type")
+        verbose_name_plural = _("event types")
         ordering = ["name"]
 
     def __str__(self):
@@ -54,8 +61,12 @@ class Event(models.Model):
     every attempt and replay sends exactly these bytes.
     """
 
-    public_id = models.CharField(max_length=32, unique=True, default=event_id, editable=False)
-    event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="events")
+    public_id = models.CharField(
+        max_length=32, unique=True, default=event_id, editable=False, verbose_name=_("public id")
+    )
+    event_type = models.ForeignKey(
+        EventType, on_delete=models.PROTECT, related_name="events", verbose_name=_("event type")
+    )
     partner = models.ForeignKey(
         "endpoints.Partner",
         null=True,
@@ -63,16 +74,23 @@ class Event(models.Model):
         on_delete=models.PROTECT,
         related_name="events",
         help_text=_("Only this partner's endpoints receive it; empty means broadcast."),
+        verbose_name=_("partner"),
     )
-    source = models.CharField(max_length=200, blank=True)
-    payload = models.JSONField()
-    body = models.TextField(editable=False)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
-    tags = models.JSONField(default=list, blank=True)
-    occurred_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    source = models.CharField(max_length=200, blank=True, verbose_name=_("source"))
+    payload = models.JSONField(verbose_name=_("payload"))
+    body = models.TextField(editable=False, verbose_name=_("body"))
+    idempotency_key = models.CharField(
+        max_length=200, null=True, blank=True, unique=True, verbose_name=_("idempotency key")
+    )
+    tags = models.JSONField(default=list, blank=True, verbose_name=_("tags"))
+    occurred_at = models.DateTimeField(verbose_name=_("occurred at"))
+    created_at = models.DateTimeField(
+        auto_now_add=True, db_index=True, verbose_name=_("created at")
+    )
 
     class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["partner", "-created_at"], name="event_partner_recent"),
