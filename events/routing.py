@@ -8,9 +8,11 @@ was most of `publish()`'s cost (three queries of four). Here they are cached:
 * in this process, any save or delete of an EventType, Partner, Endpoint or
   Subscription, and every endpoint switch (`endpoints.signals.routing_changed`), clears
   the cache at once;
-* switched-off endpoints are routed too (their deliveries are held until the endpoint
-  is switched on again: "off" pauses a webhook, it does not drop its events); `Route.
-  enabled` says which, so that publishing does not wake the workers for them;
+* endpoints switched off by people are routed too (their deliveries are held until the
+  endpoint is switched on again: "off" pauses a webhook, it does not drop its events);
+  `Route.enabled` says which, so that publishing does not wake the workers for them.
+  Endpoints webhookhub switched off itself (failing for too long, 410 Gone) get nothing
+  new until someone switches them on;
 * other processes (each gunicorn worker, each qcluster worker, other machines) see an
   edit within `WEBHOOKHUB_ROUTING_CACHE_SECONDS` (2 s by default; 0 turns caching off).
   An endpoint created in that window starts receiving within the window; one switched
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.signals import setting_changed
+from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 
 from endpoints.models import Endpoint, Partner, Subscription
@@ -115,13 +118,14 @@ def subscription_patterns(event_type: str) -> list[str]:
 
 def routes(event_type: str, partner_id: int | None) -> tuple[Route, ...]:
     """The endpoints of active partners subscribed to `event_type` (only `partner_id`'s
-    when given), on or switched off, each with the filters it must pass: its own and, if
+    when given), on or switched off by a person, each with the filters it must pass: its own and, if
     all its matching subscriptions have one, any of theirs."""
     return _cache.get(("routes", event_type, partner_id), lambda: _load(event_type, partner_id))
 
 
 def _load(event_type: str, partner_id: int | None) -> tuple[Route, ...]:
     rows = Subscription.objects.filter(
+        Q(endpoint__enabled=True) | Q(endpoint__disabled_kind=Endpoint.DisabledBy.MANUAL),
         event_type__in=subscription_patterns(event_type),
         endpoint__partner__is_active=True,
     )
