@@ -16,7 +16,10 @@ from webhookhub.api.views import ApiViewMixin
 
 
 class PortalLinkCreateSerializer(StrictSerializer):
-    partner = TextField(max_length=40, help_text="`prt_…`: whose portal the link opens.")
+    partner = TextField(
+        max_length=40,
+        help_text="`prt_…`: whose portal the link opens; an unknown or inactive partner is a 400.",
+    )
     minutes = StrictIntegerField(
         required=False,
         min_value=1,

@@ -74,6 +74,8 @@ DOCUMENTED_REFUSALS = {
     "POST /api/v1/endpoints/{id}/recover/": {"since"},
     # Names are unique and `webhookhub.` is reserved.
     "POST /api/v1/event-types/": {"name"},
+    # A portal link is for an existing, active partner (its description says so).
+    "POST /api/v1/portal-links/": {"partner"},
 }
 
 # Built at import (no database needed). Strings without NUL characters: PostgreSQL cannot
