@@ -123,12 +123,13 @@ class OpsCommand(BaseCommand):
         return Progress(stream, label=label, total=total, enabled=tty and not self.quiet)
 
     def by(self) -> str:
-        """Who acted, as attempts record it: the command and the OS user."""
+        """Who acted, as attempts and the audit trail record it: `command:<name>` and the
+        OS user."""
         try:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = "unknown"
-        return f"manage.py {self.command_name} ({user})"[:150]
+        return f"command:{self.command_name} ({user})"[:150]
 
     @property
     def command_name(self) -> str:
