@@ -141,7 +141,7 @@ def test_send_test_event_shows_the_answer(event_types, receiver):
     assert "HTTP 200" in out and endpoint.public_id in out
     attempt = DeliveryAttempt.objects.get()
     assert attempt.trigger == Trigger.TEST and attempt.triggered_by.startswith(
-        "manage.py send_test_event"
+        "command:send_test_event"
     )
 
 
