@@ -2,32 +2,20 @@
 deliveries.manage_circuit), each with a confirmation that says what will happen and an
 optional reason for the audit trail."""
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from deliveries.explain import when
 from deliveries.models import WAITING_STATUSES, CircuitState, Delivery, EndpointHealth
 from deliveries.services import endpoint_close_circuit, endpoint_probe_now
 from endpoints.models import Endpoint
-from webhookhub.admin_utils import actor
+from webhookhub.admin_utils import ReasonForm, actor
 
 CIRCUIT_PERMISSION = "deliveries.manage_circuit"
-
-
-class CircuitReasonForm(forms.Form):
-    reason = forms.CharField(
-        required=False,
-        max_length=500,
-        label=gettext_lazy("Reason (optional)"),
-        help_text=gettext_lazy("Kept in the audit trail with your name."),
-        widget=forms.TextInput(attrs={"size": 60}),
-    )
 
 
 class CircuitViews:
@@ -47,7 +35,7 @@ class CircuitViews:
 
     def probe_view(self, request, pk):
         endpoint, health = self._circuit_target(request, pk)
-        form = CircuitReasonForm(request.POST if request.method == "POST" else None)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             if endpoint_probe_now(endpoint, by=actor(request), reason=form.cleaned_data["reason"]):
                 self.message_user(
@@ -83,7 +71,7 @@ class CircuitViews:
 
     def close_circuit_view(self, request, pk):
         endpoint, health = self._circuit_target(request, pk)
-        form = CircuitReasonForm(request.POST if request.method == "POST" else None)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             if endpoint_close_circuit(
                 endpoint, by=actor(request), reason=form.cleaned_data["reason"]

@@ -40,7 +40,7 @@ from endpoints.services import (
 )
 from events.filters import FilterError, compile_filter
 from events.selectors import events_matching_pattern
-from webhookhub.admin_utils import actor, show_once
+from webhookhub.admin_utils import ReasonForm, actor, show_once
 
 
 class EndpointSupportViews:
@@ -101,7 +101,7 @@ class EndpointSupportViews:
             return HttpResponseRedirect(
                 reverse("admin:endpoints_endpoint_disable", args=[endpoint.pk])
             )
-        form = EnableForm(request.POST if "confirm" in request.POST else None)
+        form = ReasonForm(request.POST if "confirm" in request.POST else None)
         if form.is_bound and form.is_valid():
             endpoint_enable(endpoint, by=actor(request), reason=form.cleaned_data["reason"])
             self.message_user(
@@ -355,16 +355,6 @@ class EndpointSupportViews:
             "admin/endpoints/endpoint/retry_preview.html",
             {"title": _("Retry schedule"), "preview_html": html},
         )
-
-
-class EnableForm(forms.Form):
-    reason = forms.CharField(
-        required=False,
-        max_length=500,
-        label=gettext_lazy("Reason (optional)"),
-        help_text=gettext_lazy("Kept in the audit trail with your name."),
-        widget=forms.TextInput(attrs={"size": 60}),
-    )
 
 
 def recover_context(endpoint: Endpoint, since) -> dict:

@@ -3,7 +3,6 @@
 import json
 import shlex
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.shortcuts import get_object_or_404, redirect
@@ -33,7 +32,7 @@ from deliveries.services import (
 )
 from endpoints.models import Endpoint
 from events.models import Event
-from webhookhub.admin_utils import HistoryAdminMixin, actor
+from webhookhub.admin_utils import HistoryAdminMixin, ReasonForm, actor
 
 STATUS_COLOURS = {
     DeliveryStatus.SUCCEEDED: "#2e7d32",
@@ -119,16 +118,6 @@ class ExplainedChangeList(ChangeList):
         reasons = delivery_reasons(self.result_list)
         for delivery in self.result_list:
             delivery.reason = reasons[delivery.pk]
-
-
-class ReasonForm(forms.Form):
-    reason = forms.CharField(
-        required=False,
-        max_length=500,
-        label=gettext_lazy("Reason (optional)"),
-        help_text=gettext_lazy("Kept in the audit trail with your name."),
-        widget=forms.TextInput(attrs={"size": 60}),
-    )
 
 
 @admin.register(Delivery)

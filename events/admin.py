@@ -22,7 +22,7 @@ from deliveries.services import event_replay
 from endpoints.models import Endpoint, Partner
 from events.models import Event, EventType
 from events.selectors import endpoint_ids_for_event
-from webhookhub.admin_utils import HistoryAdminMixin, actor
+from webhookhub.admin_utils import HistoryAdminMixin, ReasonForm, actor
 
 PAYLOAD_SEARCH_WINDOW = timedelta(days=1)
 
@@ -117,20 +117,15 @@ class DeliveryInline(admin.TabularInline):
         )
 
 
-class ReplayForm(forms.Form):
+class ReplayForm(ReasonForm):
+    field_order = ("endpoints", "reason")
+
     endpoints = forms.ModelMultipleChoiceField(
         queryset=Endpoint.objects.none(),
         widget=forms.CheckboxSelectMultiple,
         required=False,
         label=gettext_lazy("Endpoints"),
         help_text=gettext_lazy("Leave all unticked to replay to every subscribed endpoint."),
-    )
-    reason = forms.CharField(
-        required=False,
-        max_length=500,
-        label=gettext_lazy("Reason (optional)"),
-        help_text=gettext_lazy("Kept in the audit trail with your name."),
-        widget=forms.TextInput(attrs={"size": 60}),
     )
 
 

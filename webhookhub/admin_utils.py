@@ -1,16 +1,30 @@
 """Shared pieces of the admin: who acted, one-time secret pages, cheap pagination."""
 
+from django import forms
 from django.core.paginator import Paginator
 from django.db import connection
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy
 
 from endpoints.crypto import seal, unseal
 
 SHOWN_ONCE_KEY = "webhookhub_shown_once"
 SHOWN_ONCE_MAX_AGE = 10 * 60  # seconds a secret waits for its page
 COUNT_CAP = 10_000
+
+
+class ReasonForm(forms.Form):
+    """The optional reason a support action asks for, kept in the audit trail."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label=gettext_lazy("Reason (optional)"),
+        help_text=gettext_lazy("Kept in the audit trail with your name."),
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
 
 
 def actor(request) -> str:

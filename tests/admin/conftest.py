@@ -15,9 +15,9 @@ def ensure_permissions():
         create_permissions(config, verbosity=0)
 
 
-@pytest.fixture
-def support_user(transactional_db):
-    """A staff member in the "Support" group, as the migration defines it."""
+def support_group() -> Group:
+    """The "Support" group with what the migrations give it (transactional tests flush
+    the rows the migrations wrote)."""
     from importlib import import_module
 
     granted = [
@@ -28,6 +28,7 @@ def support_user(transactional_db):
             "endpoints.migrations.0005_support_registers_endpoints"
         ).SUPPORT_ENDPOINT_PERMISSIONS,
         *import_module("audit.migrations.0002_support_reads_the_trail").SUPPORT_PERMISSIONS,
+        import_module("portal.migrations.0002_support_sends_portal_links").PERMISSION,
     ]
     ensure_permissions()
     group, _ = Group.objects.get_or_create(name="Support")
@@ -35,9 +36,20 @@ def support_user(transactional_db):
         Permission.objects.get(content_type__app_label=app_label, codename=codename)
         for app_label, codename in granted
     )
-    user = User.objects.create_user("sam", password="pw-for-tests", is_staff=True)
-    user.groups.add(group)
+    return group
+
+
+def support_member(username: str = "sam", password: str = "pw-for-tests") -> User:
+    """A staff member in "Support"."""
+    user = User.objects.create_user(username, password=password, is_staff=True)
+    user.groups.add(support_group())
     return user
+
+
+@pytest.fixture
+def support_user(transactional_db):
+    """A staff member in the "Support" group, as the migrations define it."""
+    return support_member()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 1366 px: events published while the page is open are delivered by a real qcluster to a
 real receiver, and the page's figures change without a reload."""
 
-import os
 import shutil
 from pathlib import Path
 
@@ -26,30 +25,13 @@ WIDTH = 1366
 SCREENSHOT = ROOT / "var" / "screenshots" / "dashboard-live.png"
 
 
-@pytest.fixture
-def page_1366():
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": WIDTH, "height": 900})
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
 def number(page, selector: str) -> float:
     text = page.inner_text(selector).replace(",", "").strip()
     return float(text) if text not in ("", "–") else 0.0
 
 
 def test_dashboard_figures_change_live_while_events_are_delivered(
-    live_server, page_1366, event_types, receiver, start_cluster, admin_user
+    live_server, page, event_types, receiver, start_cluster, admin_user
 ):
     partner = PartnerFactory(name="Acme Shop")
     make_endpoint(partner, name="Acme orders", url=receiver.url_for("/orders"))
@@ -59,7 +41,7 @@ def test_dashboard_figures_change_live_while_events_are_delivered(
     )
     start_cluster()
 
-    page = page_1366
+    page = page
     page.goto(f"{live_server.url}/admin/")
     page.fill("#id_username", admin_user.username)
     page.fill("#id_password", "password")  # pytest-django's admin_user

@@ -1,80 +1,19 @@
 """Support registers an endpoint through the real form in Chromium at 1366 px: the
 script's rows and the live retry preview, no horizontal scrolling, the saved rows."""
 
-import os
-import shutil
-from importlib import import_module
-from pathlib import Path
-
-import pytest
-
 from endpoints.models import Endpoint
 from events.services import publish
-from tests.e2e.conftest import ROOT
+from tests.admin.conftest import support_member
+from tests.e2e.conftest import BROWSER_TEST, ROOT, fits
 from tests.factories import PartnerFactory
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.xdist_group("e2e"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
-WIDTH = 1366
-
-
-@pytest.fixture
-def page():
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": WIDTH, "height": 900})
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def support_member():
-    """A staff member in "Support" with what the migrations give the group."""
-    from django.contrib.auth.models import Group, Permission, User
-
-    from tests.admin.conftest import ensure_permissions
-
-    ensure_permissions()
-    granted = [
-        *import_module(
-            "deliveries.migrations.0002_support_group_and_system_event_types"
-        ).SUPPORT_PERMISSIONS,
-        *import_module(
-            "endpoints.migrations.0005_support_registers_endpoints"
-        ).SUPPORT_ENDPOINT_PERMISSIONS,
-    ]
-    group, _ = Group.objects.get_or_create(name="Support")
-    group.permissions.set(
-        Permission.objects.get(content_type__app_label=app, codename=codename)
-        for app, codename in granted
-    )
-    user = User.objects.create_user("sam", password="support-pass-123", is_staff=True)
-    user.groups.add(group)
-    return user
-
-
-def fits(page) -> None:
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= WIDTH, f"{page.url} is {width} px wide"
+pytestmark = BROWSER_TEST
 
 
 def test_support_registers_an_endpoint_with_the_structured_form_in_a_browser(
     live_server, page, event_types
 ):
-    support_member()
+    support_member(password="support-pass-123")
     partner = PartnerFactory(name="Acme Shop")
     publish("order.paid", {"amount": 50}, partner=partner)
     publish("shipment.moved", {"amount": 150}, partner=partner)

@@ -5,7 +5,6 @@ event arrives signed and with the token → off / on → a failing endpoint's de
 in the log with the receiver's answer → retry one → rotate the secret (both signatures
 verify during the grace) → delete."""
 
-import os
 import shutil
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,7 +17,7 @@ from deliveries.models import Delivery, DeliveryStatus
 from endpoints.models import Endpoint
 from events.services import publish
 from portal.services import portal_link_create
-from tests.e2e.conftest import ROOT, wait_until
+from tests.e2e.conftest import ROOT, fits, wait_until
 from tests.factories import PartnerFactory
 from tests.receiver import Response
 
@@ -39,25 +38,6 @@ def korean_catalog_merged() -> bool:
     var/ko_portal.json into locale/ at the end of the round)."""
     with translation.override("ko"):
         return translation.gettext("Register webhook") != "Register webhook"
-
-
-@pytest.fixture
-def browser():
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def fits(page) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
 
 
 @pytest.mark.parametrize("language", ["en", "ko"])

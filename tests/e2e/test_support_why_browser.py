@@ -3,85 +3,26 @@ qcluster, a real receiver): why an event did not reach a filtered endpoint, why 
 delivery waits behind an open circuit; probes it; switches an endpoint off with a reason
 and finds that in the audit trail by user and reason. No list scrolls sideways."""
 
-import os
 import re
-import shutil
-from importlib import import_module
-from pathlib import Path
 
-import pytest
 from django.conf import settings
 
 from audit.models import Action, AuditEntry
 from deliveries.models import CircuitState, Delivery, DeliveryStatus, EndpointHealth
 from events.services import publish
-from tests.e2e.conftest import ROOT, wait_until
+from tests.admin.conftest import support_member
+from tests.e2e.conftest import BROWSER_TEST, ROOT, fits, wait_until
 from tests.factories import PartnerFactory, make_endpoint
 from tests.receiver import Response
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.xdist_group("e2e"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
-WIDTH = 1366
+pytestmark = BROWSER_TEST
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-
-
-@pytest.fixture
-def page():
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": WIDTH, "height": 900})
-        page.set_default_timeout(15_000)
-        yield page
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def support_member():
-    from django.contrib.auth.models import Group, Permission, User
-
-    from tests.admin.conftest import ensure_permissions
-
-    ensure_permissions()
-    granted = [
-        *import_module(
-            "deliveries.migrations.0002_support_group_and_system_event_types"
-        ).SUPPORT_PERMISSIONS,
-        *import_module(
-            "endpoints.migrations.0005_support_registers_endpoints"
-        ).SUPPORT_ENDPOINT_PERMISSIONS,
-        *import_module("audit.migrations.0002_support_reads_the_trail").SUPPORT_PERMISSIONS,
-    ]
-    group, _ = Group.objects.get_or_create(name="Support")
-    group.permissions.set(
-        Permission.objects.get(content_type__app_label=app, codename=codename)
-        for app, codename in granted
-    )
-    user = User.objects.create_user("sam", password="support-pass-123", is_staff=True)
-    user.groups.add(group)
-    return user
-
-
-def fits(page) -> None:
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= WIDTH, f"{page.url} is {width} px wide at {WIDTH} px"
 
 
 def test_support_finds_out_why_probes_and_leaves_a_trail(
     live_server, page, event_types, receiver, start_cluster
 ):
-    support_member()
+    support_member(password="support-pass-123")
     partner = PartnerFactory(name="Acme Shop", contact_email="ops@acme.example")
     make_endpoint(partner, name="Acme all orders", url=receiver.url_for("/all"))
     make_endpoint(
