@@ -27,9 +27,11 @@ def routes_for_event(event_type: str, partner: Partner | None, envelope: dict) -
     ]
 
 
-def events_matching_pattern(pattern: str, *, limit: int = 100):
-    """The newest events a subscription value (`order.paid`, `order.*`, `*`) selects."""
-    events = Event.objects.select_related("event_type").order_by("-created_at", "-id")
+def events_matching_pattern(pattern: str, *, limit: int = 100, among=None):
+    """The newest events a subscription value (`order.paid`, `order.*`, `*`) selects,
+    among all events or the queryset `among` (e.g. one partner's)."""
+    events = (Event.objects if among is None else among).select_related("event_type")
+    events = events.order_by("-created_at", "-id")
     if pattern == "*":
         events = events.exclude(event_type__name__startswith="webhookhub.")
     elif pattern.endswith(".*"):

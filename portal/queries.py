@@ -9,6 +9,7 @@ from console.health_columns import DAY, FINISHED_OR_FAILING, recent_count
 from deliveries.models import Delivery, DeliveryStatus
 from endpoints.models import Endpoint, Partner
 from events.models import Event
+from events.selectors import events_matching_pattern
 from webhookhub.api.scoping import partner_scope
 
 
@@ -62,11 +63,4 @@ def endpoints_overview(partner: Partner):
 def events_for_pattern(partner: Partner, pattern: str, *, limit: int = 100) -> list:
     """The partner's newest events a subscription value (`order.paid`, `order.*`, `*`)
     selects: what a filter preview runs against."""
-    events = partner_events(partner).select_related("event_type").order_by("-created_at", "-id")
-    if pattern == "*":
-        events = events.exclude(event_type__name__startswith="webhookhub.")
-    elif pattern.endswith(".*"):
-        events = events.filter(event_type__name__startswith=pattern[:-1])
-    else:
-        events = events.filter(event_type__name=pattern)
-    return list(events[:limit])
+    return events_matching_pattern(pattern, limit=limit, among=partner_events(partner))
