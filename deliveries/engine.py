@@ -289,6 +289,9 @@ def _record(run: _Drain, batch: list[Outcome]) -> None:
         for pk in changed & set(run.lanes):
             run.lanes[pk].health = health.of(pk)
             run.lanes[pk].endpoint.refresh_from_db(fields=["enabled"])
+            # Its state moved (a probe closed the circuit): ask it again at once, not
+            # after the dry pause — the backlog behind the probe goes in this drain.
+            run.lanes[pk].dry = False
 
 
 def _with_due_work(endpoint_ids: Sequence[int], *, now: datetime) -> list[int]:
