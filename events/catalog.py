@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 
 from audit.models import Action
 from audit.services import audit_record
-from events.models import EventType
+from events.models import EventType, SchemaMode
 from events.routing import routing_cache_clear
 
 RESERVED_EVENT_TYPE_PREFIX = "webhookhub."
@@ -17,12 +17,26 @@ RESERVED_EVENT_TYPE_PREFIX = "webhookhub."
 
 @transaction.atomic
 def event_type_create(
-    *, name: str, description: str = "", example=None, schema=None, by: str = ""
+    *,
+    name: str,
+    description: str = "",
+    example=None,
+    schema=None,
+    schema_mode: str = SchemaMode.OFF,
+    by: str = "",
 ) -> EventType:
-    """Add a name to the catalog. `webhookhub.*` names are webhookhub's own."""
+    """Add a name to the catalog. `webhookhub.*` names are webhookhub's own. A schema
+    must be a valid JSON Schema and the example must validate against it (field errors
+    otherwise)."""
     if isinstance(name, str) and name.startswith(RESERVED_EVENT_TYPE_PREFIX):
         raise ValidationError({"name": _("Names starting with webhookhub. are reserved.")})
-    event_type = EventType(name=name, description=description, example=example, schema=schema)
+    event_type = EventType(
+        name=name,
+        description=description,
+        example=example,
+        schema=schema,
+        schema_mode=schema_mode,
+    )
     event_type.full_clean()
     event_type.save()
     audit_record(Action.EVENT_TYPE_CREATED, event_type, by=by)

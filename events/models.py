@@ -6,15 +6,30 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from events.schemas import compiled, describe, payload_problems, schema_problem
 from webhookhub.ids import event_id
 from webhookhub.json_values import json_problem
+
+MISSING = object()
 
 # The catalog's naming rule: lower-case words separated by dots (`order.paid`).
 EVENT_TYPE_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 
 
+class SchemaMode(models.TextChoices):
+    """What `publish()` does with an event type's JSON Schema."""
+
+    OFF = "off", _("off (informative)")
+    WARN = "warn", _("warn (accept, flag the event)")
+    ENFORCE = "enforce", _("enforce (refuse what does not validate)")
+
+
 class EventType(models.Model):
-    """A name in the catalog (`order.paid`) that events are published under."""
+    """A name in the catalog (`order.paid`) that events are published under.
+
+    `schema_version` goes up by one whenever `schema` changes (on save, whoever saves),
+    so each event can record which schema it was checked against.
+    """
 
     name = models.CharField(max_length=200, unique=True, verbose_name=_("name"))
     description = models.TextField(blank=True, verbose_name=_("description"))
@@ -24,8 +39,24 @@ class EventType(models.Model):
     schema = models.JSONField(
         null=True,
         blank=True,
-        help_text=_("JSON Schema of `data` (informative)."),
+        help_text=_("JSON Schema (Draft 2020-12) of `data`."),
         verbose_name=_("schema"),
+    )
+    schema_mode = models.CharField(
+        max_length=10,
+        choices=SchemaMode.choices,
+        default=SchemaMode.OFF,
+        help_text=_(
+            "off: the schema is informative; warn: events that do not validate are "
+            "accepted and flagged; enforce: they are refused."
+        ),
+        verbose_name=_("schema mode"),
+    )
+    schema_version = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text=_("Goes up by one each time the schema changes (0: never had one)."),
+        verbose_name=_("schema version"),
     )
     archived_at = models.DateTimeField(null=True, blank=True, verbose_name=_("archived at"))
     created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
@@ -38,6 +69,27 @@ class EventType(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        stored = getattr(self, "_stored_schema", MISSING)
+        if self._state.adding:
+            if self.schema is not None and not self.schema_version:
+                self.schema_version = 1
+        elif stored is not MISSING and stored != self.schema:
+            self.schema_version += 1
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None and "schema_version" not in update_fields:
+                kwargs["update_fields"] = [*update_fields, "schema_version"]
+        super().save(*args, **kwargs)
+        self._stored_schema = self.schema
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        # What was stored, to tell on save whether the schema changed (Django's
+        # documented `from_db` pattern: no extra query).
+        instance._stored_schema = instance.__dict__.get("schema", MISSING)
+        return instance
+
     def clean(self):
         errors = {}
         if not EVENT_TYPE_NAME.fullmatch(self.name or ""):
@@ -46,6 +98,20 @@ class EventType(models.Model):
             problem = json_problem(getattr(self, field), field)
             if problem:
                 errors[field] = problem
+        if "schema" not in errors and self.schema is not None:
+            problem = schema_problem(self.schema)
+            if problem:
+                errors["schema"] = problem
+            elif "example" not in errors and self.example is not None:
+                problems = payload_problems(compiled(self.schema), self.example, root="example")
+                if problems:
+                    errors["example"] = [
+                        _("The example does not validate against the schema: %(problem)s")
+                        % {"problem": describe(problem)}
+                        for problem in problems
+                    ]
+        if self.schema_mode != SchemaMode.OFF and self.schema is None and "schema" not in errors:
+            errors["schema_mode"] = _("Give a schema to check events against, or choose off.")
         if errors:
             raise ValidationError(errors)
 
@@ -83,6 +149,18 @@ class Event(models.Model):
         max_length=200, null=True, blank=True, unique=True, verbose_name=_("idempotency key")
     )
     tags = models.JSONField(default=list, blank=True, verbose_name=_("tags"))
+    schema_version = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("The event type's schema version it was checked against; empty: not checked."),
+        verbose_name=_("schema version"),
+    )
+    schema_problems = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("Where `data` did not validate against the schema (warn mode): the first few."),
+        verbose_name=_("schema problems"),
+    )
     occurred_at = models.DateTimeField(verbose_name=_("occurred at"))
     created_at = models.DateTimeField(
         auto_now_add=True, db_index=True, verbose_name=_("created at")

@@ -1,8 +1,8 @@
 """What `publish()` looks up for every event, kept per process for a short while.
 
-The event-type catalog, partners by id and each (event type, partner)'s routing — the
-subscribed endpoints with their filters already compiled — change when someone edits
-them, which is rare next to publishing. Reading them from the database for every event
+The event-type catalog (and each type's JSON Schema, compiled), partners by id and each
+(event type, partner)'s routing — the subscribed endpoints with their filters already
+compiled — change when someone edits them, which is rare next to publishing. Reading them from the database for every event
 was most of `publish()`'s cost (three queries of four). Here they are cached:
 
 * in this process, any save or delete of an EventType, Partner, Endpoint or
@@ -35,6 +35,7 @@ from endpoints.models import Endpoint, Partner, Subscription
 from endpoints.signals import routing_changed
 from events.filters import compile_filter
 from events.models import EventType
+from events.schemas import compiled
 
 MISSING = object()
 
@@ -151,6 +152,34 @@ def _load(event_type: str, partner_id: int | None) -> tuple[Route, ...]:
     return tuple(result)
 
 
+_validators: dict[tuple[int, int], object] = {}
+_validators_lock = threading.Lock()
+
+
+def schema_validator(event_type: EventType):
+    """`event_type`'s schema compiled, once per process for each (type, schema version).
+
+    The version goes up with every schema change and any save of an event type clears
+    these (below), so an edit applies at once in this process; other processes see the
+    new version with the type itself (`event_type_active`, within the cache seconds).
+    """
+    key = (event_type.pk, event_type.schema_version)
+    found = _validators.get(key)
+    if found is None:
+        found = compiled(event_type.schema)
+        with _validators_lock:
+            if len(_validators) >= _Cache.MAX:
+                _validators.clear()
+            _validators[key] = found
+    return found
+
+
+def schema_cache_clear(**_kwargs) -> None:
+    """Forget the compiled schemas (this process only)."""
+    with _validators_lock:
+        _validators.clear()
+
+
 def routing_cache_clear(**_kwargs) -> None:
     """Forget everything cached here (this process only)."""
     _cache.clear()
@@ -161,5 +190,7 @@ for _model in (EventType, Partner, Endpoint, Subscription):
     post_delete.connect(
         routing_cache_clear, sender=_model, dispatch_uid=f"routing-del-{_model.__name__}"
     )
+post_save.connect(schema_cache_clear, sender=EventType, dispatch_uid="schemas-EventType")
+post_delete.connect(schema_cache_clear, sender=EventType, dispatch_uid="schemas-del-EventType")
 routing_changed.connect(routing_cache_clear, dispatch_uid="routing-changed")
 setting_changed.connect(routing_cache_clear, dispatch_uid="routing-settings")

@@ -23,8 +23,9 @@ from deliveries.fanout import deliveries_create, deliveries_create_many
 from deliveries.models import Trigger
 from deliveries.signing import encode_envelope
 from endpoints.models import Partner
-from events.models import Event, EventType
-from events.routing import event_type_active, partner_active
+from events.models import Event, EventType, SchemaMode
+from events.routing import event_type_active, partner_active, schema_validator
+from events.schemas import describe, payload_problems
 from events.selectors import routes_for_event
 from webhookhub.ids import event_id
 from webhookhub.json_values import json_problem, text_problem
@@ -52,7 +53,9 @@ def publish(
     transaction commits. A repeated `idempotency_key` returns the first event and writes
     nothing. Bad input raises `ValidationError` naming the field and writes nothing.
     The returned event carries `created` (False for an idempotent repeat) and
-    `deliveries_count`.
+    `deliveries_count`. An event type whose `schema_mode` is `enforce` refuses `data`
+    that does not validate against its schema (the ValidationError on `data` names each
+    JSON path and rule); `warn` accepts it and records the problems on the event.
     """
     event, _created = event_publish(
         event_type,
@@ -157,9 +160,13 @@ def _prepared(event_type, data, *, partner, source, idempotency_key, occurred_at
     occurred_at = _occurred_at(occurred_at)
     public_id = event_id()
     body = _envelope(public_id, event_type, occurred_at, data)
+    type_obj = _event_type(event_type)
+    schema_version, schema_problems = _schema_check(type_obj, data)
     return Event(
         public_id=public_id,
-        event_type=_event_type(event_type),
+        event_type=type_obj,
+        schema_version=schema_version,
+        schema_problems=schema_problems,
         partner=_partner(partner),
         source=source,
         payload=data,
@@ -245,6 +252,21 @@ def _event_type(name: str) -> EventType:
     if found is None:
         raise ValidationError({"type": _("Unknown event type %(name)r.") % {"name": name}})
     return found
+
+
+def _schema_check(event_type: EventType, data: dict) -> tuple[int | None, list[dict]]:
+    """`(schema version checked against, problems)`: `(None, [])` when the type's mode is
+    off (nothing is done at all). In enforce mode a payload that does not validate is a
+    ValidationError on `data` naming each path and rule:
+    `data.amount: 'x' is not of type 'integer'`."""
+    if event_type.schema_mode == SchemaMode.OFF or event_type.schema is None:
+        return None, []
+    problems = payload_problems(schema_validator(event_type), data)
+    if problems and event_type.schema_mode == SchemaMode.ENFORCE:
+        raise ValidationError(
+            {"data": [ValidationError(describe(problem), code="schema") for problem in problems]}
+        )
+    return event_type.schema_version, problems
 
 
 def _partner(partner) -> Partner | None:
