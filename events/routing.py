@@ -2,8 +2,9 @@
 
 The event-type catalog (and each type's JSON Schema, compiled), partners by id and each
 (event type, partner)'s routing — the subscribed endpoints with their filters already
-compiled — change when someone edits them, which is rare next to publishing. Reading them from the database for every event
-was most of `publish()`'s cost (three queries of four). Here they are cached:
+compiled — change when someone edits them, which is rare next to publishing. Reading
+them from the database for every event was most of `publish()`'s cost (three queries
+of four). Here they are cached:
 
 * in this process, any save or delete of an EventType, Partner, Endpoint or
   Subscription, and every endpoint switch (`endpoints.signals.routing_changed`), clears
