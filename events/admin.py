@@ -21,7 +21,7 @@ from deliveries.models import Delivery
 from deliveries.services import event_replay
 from endpoints.models import Endpoint, Partner
 from events.models import Event, EventType
-from events.selectors import endpoint_ids_for_event
+from events.selectors import endpoint_ids_for_event, schema_check
 from webhookhub.admin_utils import HistoryAdminMixin, ReasonForm, actor
 
 PAYLOAD_SEARCH_WINDOW = timedelta(days=1)
@@ -29,15 +29,17 @@ PAYLOAD_SEARCH_WINDOW = timedelta(days=1)
 
 @admin.register(EventType)
 class EventTypeAdmin(admin.ModelAdmin):
-    list_display = ("name", "description", "archived")
-    list_filter = (("archived_at", admin.EmptyFieldListFilter),)
+    list_display = ("name", "description", "schema_mode", "schema_version", "archived")
+    list_filter = (("archived_at", admin.EmptyFieldListFilter), "schema_mode")
     search_fields = ("name", "description")
-    readonly_fields = ("created_at", "archived_at", "example_pretty")
+    readonly_fields = ("created_at", "archived_at", "example_pretty", "schema_version")
     fields = (
         "name",
         "description",
-        "example",
+        "schema_mode",
         "schema",
+        "schema_version",
+        "example",
         "example_pretty",
         "archived_at",
         "created_at",
@@ -157,6 +159,7 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
         "created_at",
         "routing",
         "envelope",
+        "schema_check",
         "audit",
     )
     fields = readonly_fields
@@ -282,6 +285,12 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
             pretty,
             _("Exact bytes (%(n)s bytes)") % {"n": len(event.body.encode())},
             event.body,
+        )
+
+    @admin.display(description=gettext_lazy("Schema check"))
+    def schema_check(self, event):
+        return format_html(
+            "{}", render_to_string("admin/events/event/schema_check.html", schema_check(event))
         )
 
     @admin.action(description=gettext_lazy("Replay selected events…"), permissions=["replay"])

@@ -1,4 +1,7 @@
-"""Read queries about events: which endpoints an event goes to."""
+"""Read queries about events: which endpoints an event goes to, how its payload fared
+against its type's schema."""
+
+from django.utils.translation import gettext as _
 
 from endpoints.models import Partner
 from events.models import Event
@@ -39,3 +42,20 @@ def events_matching_pattern(pattern: str, *, limit: int = 100, among=None):
     else:
         events = events.filter(event_type__name=pattern)
     return list(events[:limit])
+
+
+def schema_check(event: Event) -> dict:
+    """How the event's payload fared against its type's schema, as the admin and the
+    portal show it: `summary` (one sentence), `problems` (`{path, message}`, warn mode),
+    `version` checked against (None: not checked)."""
+    version, problems = event.schema_version, list(event.schema_problems or ())
+    if version is None:
+        summary = _("Not checked: the type's schema mode was off when it was published.")
+    elif problems:
+        summary = _(
+            "Did not validate against schema version %(version)s; accepted because the "
+            "type's schema mode was warn."
+        ) % {"version": version}
+    else:
+        summary = _("Valid against schema version %(version)s.") % {"version": version}
+    return {"summary": summary, "problems": problems, "version": version}

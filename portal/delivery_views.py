@@ -18,6 +18,7 @@ from deliveries.models import RETRYABLE_STATUSES
 from deliveries.policy import PolicyError
 from deliveries.services import delivery_retry_now, endpoint_failed_since, endpoint_recover
 from events.filters import FilterError, compile_filter
+from events.selectors import schema_check
 from portal import queries
 from portal.forms import STATUS_LABELS, DeliveryFilterForm, RecoverForm
 from portal.session import partner_required
@@ -96,6 +97,7 @@ def delivery_view(request, delivery_id):
             "retryable": delivery.status in RETRYABLE_STATUSES,
             "attempts": attempts,
             "payload": json.dumps(delivery.event.payload, indent=2, ensure_ascii=False),
+            "schema_check": schema_check(delivery.event),
             "nav": "deliveries",
         },
     )

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from deliveries.models import DeliveryStatus
-from events.models import EVENT_TYPE_NAME
+from events.models import EVENT_TYPE_NAME, SchemaMode
 from events.services import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_SOURCE_LENGTH, MAX_TAGS
 from webhookhub.api.fields import (
     JSONObjectField,
@@ -30,6 +30,11 @@ class EventDeliverySerializer(serializers.Serializer):
     next_attempt_at = serializers.DateTimeField(allow_null=True)
 
 
+class SchemaProblemSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="JSON path from the payload, e.g. `data.amount`.")
+    message = serializers.CharField(help_text="The rule it broke, e.g. `'x' is not of type …`.")
+
+
 class EventSerializer(serializers.Serializer):
     id = serializers.CharField(source="public_id", help_text="`evt_…`, sortable by time.")
     type = serializers.CharField(source="event_type.name")
@@ -42,6 +47,16 @@ class EventSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     deliveries_count = serializers.IntegerField(
         help_text="Deliveries made for it (for a partner token: to its own endpoints)."
+    )
+    schema_version = serializers.IntegerField(
+        allow_null=True,
+        help_text="The event type's schema version `data` was checked against; null when "
+        "the type's `schema_mode` was `off`.",
+    )
+    schema_problems = SchemaProblemSerializer(
+        many=True,
+        help_text="`warn` mode: where `data` did not validate (the first few); empty when "
+        "it did or was not checked.",
     )
 
     @extend_schema_field({"type": "string", "nullable": True})
@@ -122,8 +137,18 @@ class ReplaySerializer(StrictSerializer):
 class EventTypeSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
-    example = JSONValueField(allow_null=True, help_text="An example `data` payload.")
-    schema = JSONValueField(allow_null=True, help_text="JSON Schema of `data` (informative).")
+    example = JSONValueField(
+        allow_null=True, help_text="An example `data` payload (it validates against `schema`)."
+    )
+    schema = JSONValueField(allow_null=True, help_text="JSON Schema (Draft 2020-12) of `data`.")
+    schema_mode = serializers.ChoiceField(
+        choices=SchemaMode.choices,
+        help_text="`off`: informative; `warn`: events that do not validate are accepted and "
+        "flagged (`schema_problems`); `enforce`: they are refused with a 400.",
+    )
+    schema_version = serializers.IntegerField(
+        help_text="Goes up by one each time the schema changes (0: never had one)."
+    )
     archived = serializers.BooleanField(source="is_archived")
     archived_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -141,8 +166,19 @@ class EventTypeCreateSerializer(StrictSerializer):
         "`webhookhub.…` names are reserved.",
     )
     description = TextField(required=False, allow_blank=True, max_length=5000)
-    example = JSONValueField(required=False, allow_null=True)
-    schema = JSONValueField(required=False, allow_null=True)
+    example = JSONValueField(
+        required=False, allow_null=True, help_text="Must validate against `schema` if both."
+    )
+    schema = JSONValueField(
+        required=False,
+        allow_null=True,
+        help_text="A JSON Schema (Draft 2020-12); references only inside it (`#/$defs/…`).",
+    )
+    schema_mode = serializers.ChoiceField(
+        choices=SchemaMode.choices,
+        required=False,
+        help_text="Default `off`; `warn` and `enforce` need a `schema`.",
+    )
 
     def validate_name(self, value):
         if not EVENT_TYPE_NAME.fullmatch(value):  # `$` alone would take a final newline
