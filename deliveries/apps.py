@@ -65,6 +65,9 @@ class DeliveriesConfig(AppConfig):
         from django_q.signals import post_spawn
 
         from deliveries import cluster, receivers  # noqa: F401  (connects the receivers)
+        from webhookhub import notifiers
+
+        notifiers.connect()  # WEBHOOKHUB_NOTIFIERS hear webhookhub.signals
 
         post_migrate.connect(ensure_schedules, sender=self)
         post_spawn.connect(cluster.worker_started, dispatch_uid="webhookhub-worker-started")

@@ -27,10 +27,12 @@ from django.utils import timezone
 from deliveries import lifecycle, notices
 from deliveries.models import CircuitState, EndpointHealth
 from deliveries.policy import (
+    WARNING_STAGES,
     CircuitPolicy,
     circuit_cooldown,
     circuit_should_open,
     should_auto_disable,
+    warning_stage,
 )
 from endpoints.models import Endpoint
 from endpoints.services import endpoint_disable
@@ -124,6 +126,7 @@ CLOSED_AND_CLEAN = {
     "circuit_open_count": 0,
     "consecutive_failures": 0,
     "failing_since": None,
+    "failure_warning_stage": 0,
 }
 
 
@@ -141,11 +144,14 @@ def close(endpoint_id: int) -> bool:
     """Close the circuit by hand (support knows the receiver is back): closed, no streak;
     everything waiting behind it goes. False if it was closed already."""
     ensure([endpoint_id])
-    return bool(
+    closed = bool(
         EndpointHealth.objects.filter(pk=endpoint_id)
         .exclude(circuit_state=CircuitState.CLOSED)
         .update(**CLOSED_AND_CLEAN)
     )
+    if closed:
+        notices.circuit_changed(endpoint_id, opened=False)
+    return closed
 
 
 def reset(endpoint_id: int) -> None:
@@ -160,6 +166,8 @@ class Aftermath:
 
     recovered: list[int] = field(default_factory=list)
     disable: list[tuple[int, str, str]] = field(default_factory=list)  # (id, kind, reason)
+    opened: list[int] = field(default_factory=list)  # a closed circuit opened
+    warn: list[tuple[int, int]] = field(default_factory=list)  # (id, warning stage reached)
 
 
 def after_attempts(
@@ -197,9 +205,7 @@ def after_attempts(
         if trailing < len(group) and _succeeded(endpoint_id):
             after.recovered.append(endpoint_id)
         if trailing:
-            reason = _failed(endpoint_id, trailing, now=now)
-            if reason:
-                after.disable.append((endpoint_id, Endpoint.DisabledBy.AUTO, reason))
+            _failed(endpoint_id, trailing, now=now, after=after)
     return after
 
 
@@ -207,7 +213,7 @@ def _succeeded(endpoint_id: int) -> bool:
     """Reset the streak; close an open circuit. True if it was open (recovered)."""
     EndpointHealth.objects.filter(
         pk=endpoint_id, circuit_state=CircuitState.CLOSED, consecutive_failures__gt=0
-    ).update(consecutive_failures=0, failing_since=None)
+    ).update(consecutive_failures=0, failing_since=None, failure_warning_stage=0)
     return bool(
         EndpointHealth.objects.filter(pk=endpoint_id)
         .exclude(circuit_state=CircuitState.CLOSED)
@@ -215,9 +221,9 @@ def _succeeded(endpoint_id: int) -> bool:
     )
 
 
-def _failed(endpoint_id: int, failures: int, *, now: datetime) -> str:
-    """Count failures; open (or re-open) the circuit. Returns an auto-disable reason
-    when the endpoint has failed for the whole window, else ""."""
+def _failed(endpoint_id: int, failures: int, *, now: datetime, after: Aftermath) -> None:
+    """Count failures; open (or re-open) the circuit; note in `after` an auto-disable
+    when the endpoint has failed for the whole window, else a warning stage reached."""
     policy = circuit_policy()
     EndpointHealth.objects.filter(pk=endpoint_id).update(
         consecutive_failures=F("consecutive_failures") + failures
@@ -226,6 +232,10 @@ def _failed(endpoint_id: int, failures: int, *, now: datetime) -> str:
         failing_since=now
     )
     health = EndpointHealth.objects.get(pk=endpoint_id)
+    if health.circuit_state == CircuitState.CLOSED and circuit_should_open(
+        health.consecutive_failures, policy
+    ):
+        after.opened.append(endpoint_id)
     if health.circuit_state == CircuitState.HALF_OPEN or (
         health.circuit_state == CircuitState.CLOSED
         and circuit_should_open(health.consecutive_failures, policy)
@@ -242,8 +252,47 @@ def _failed(endpoint_id: int, failures: int, *, now: datetime) -> str:
             extra={"endpoint_id": endpoint_id, "failures": health.consecutive_failures},
         )
     if should_auto_disable(health.failing_since, now, policy):
-        return f"auto: failing since {health.failing_since:%Y-%m-%d %H:%M} UTC"
-    return ""
+        reason = f"auto: failing since {health.failing_since:%Y-%m-%d %H:%M} UTC"
+        after.disable.append((endpoint_id, Endpoint.DisabledBy.AUTO, reason))
+    elif stage := _warning_due(health, now=now, policy=policy):
+        after.warn.append((endpoint_id, stage))
+
+
+def _warning_due(health: EndpointHealth, *, now: datetime, policy: CircuitPolicy) -> int:
+    """Mark the warning stage this streak has reached if it was not sent yet; returns
+    it (0: nothing to send). Conditional: of two callers only one gets the stage."""
+    stage = warning_stage(health.failing_since, now, policy)
+    if stage <= health.failure_warning_stage:
+        return 0
+    marked = EndpointHealth.objects.filter(
+        pk=health.pk, failing_since=health.failing_since, failure_warning_stage__lt=stage
+    ).update(failure_warning_stage=stage)
+    return stage if marked else 0
+
+
+def failure_warnings(*, now: datetime | None = None) -> int:
+    """Warn about the failing endpoints whose streak reached a warning stage not sent
+    yet — also those with no attempt now (an open circuit waiting out a long cooldown).
+    Run by the hourly housekeeping and once per dispatcher loop; one indexed query
+    when there is nothing to send. Returns the warnings sent."""
+    now = now or timezone.now()
+    policy = circuit_policy()
+    first = now - timedelta(seconds=policy.disable_after * min(WARNING_STAGES) / 100)
+    candidates = (
+        EndpointHealth.objects.filter(failing_since__lte=first, endpoint__enabled=True)
+        .exclude(failure_warning_stage__gte=max(WARNING_STAGES))
+        .order_by("pk")
+    )
+    sent = 0
+    for health in candidates:
+        if stage := _warning_due(health, now=now, policy=policy):
+            notices.endpoint_failing(health.pk, stage=stage, window=disable_window())
+            sent += 1
+    return sent
+
+
+def disable_window() -> timedelta:
+    return timedelta(seconds=circuit_policy().disable_after)
 
 
 def act_on(after: Aftermath, *, now: datetime | None = None) -> list[int]:
@@ -256,6 +305,11 @@ def act_on(after: Aftermath, *, now: datetime | None = None) -> list[int]:
         if endpoint is not None:
             logger.info("endpoint recovered", extra={"endpoint_id": endpoint.public_id})
             notices.endpoint_recovered(endpoint, released=released)
+        notices.circuit_changed(endpoint_id, opened=False)
+    for endpoint_id in after.opened:
+        notices.circuit_changed(endpoint_id, opened=True)
+    for endpoint_id, stage in after.warn:
+        notices.endpoint_failing(endpoint_id, stage=stage, window=disable_window())
     for endpoint_id, kind, reason in after.disable:
         auto_disable(endpoint_id, kind=kind, reason=reason)
     return list(after.recovered)
@@ -304,7 +358,7 @@ def failure_digest(*, now: datetime | None = None) -> int:
             marked.add(endpoint.pk)
     endpoints = [e for e in endpoints if e.pk in marked]
     if endpoints:
-        notices.failing_endpoints_mail(endpoints)
+        notices.failure_digest(endpoints, window=disable_window())
     return len(endpoints)
 
 

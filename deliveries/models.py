@@ -239,6 +239,11 @@ class EndpointHealth(models.Model):
     failure_notice_at = models.DateTimeField(
         null=True, blank=True, verbose_name=_("failure notice at")
     )
+    # The last warning stage sent in this failure streak (0: none; 50, 75, 90: percent of
+    # the auto-disable window); back to 0 when the streak ends.
+    failure_warning_stage = models.PositiveSmallIntegerField(
+        default=0, verbose_name=_("failure warning stage")
+    )
     # Database token bucket for rate_limit_per_second (when Redis is not configured).
     rate_tokens = models.FloatField(null=True, blank=True, verbose_name=_("rate tokens"))
     rate_checked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("rate checked at"))

@@ -250,3 +250,17 @@ def should_auto_disable(
     return (
         failing_since is not None and (now - failing_since).total_seconds() >= policy.disable_after
     )
+
+
+# Warnings before the switch-off: percent of the auto-disable window a failure streak
+# has lasted when its partner and the staff are warned (each stage once per streak).
+WARNING_STAGES: tuple[int, ...] = (50, 75, 90)
+
+
+def warning_stage(failing_since: datetime | None, now: datetime, policy: CircuitPolicy) -> int:
+    """The highest warning stage a streak that began at `failing_since` has reached
+    (0: none yet). A streak past the whole window stays at the last stage."""
+    if failing_since is None or policy.disable_after <= 0:
+        return 0
+    percent = 100 * (now - failing_since).total_seconds() / policy.disable_after
+    return max((stage for stage in WARNING_STAGES if percent >= stage), default=0)

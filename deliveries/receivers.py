@@ -3,14 +3,15 @@
 - a new endpoint gets its health row; one that is no longer ordered lets go of what its
   queue held;
 - switched on: a fresh circuit, and the deliveries held while it was off are due now;
-- switched off with `cancel_waiting`: its waiting deliveries are cancelled.
+- switched off with `cancel_waiting`: its waiting deliveries are cancelled;
+- either way `endpoint_enabled` / `endpoint_disabled` (`webhookhub.signals`) after commit.
 """
 
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from deliveries import health, lifecycle
+from deliveries import health, lifecycle, notices
 from deliveries.dispatch import wake_on_commit
 from deliveries.models import Delivery
 from deliveries.services import deliveries_cancel
@@ -41,3 +42,4 @@ def endpoint_switched_on_or_off(sender, endpoint: Endpoint, enabled: bool, by: s
         wake_on_commit([endpoint.pk])
     elif cancel_waiting:
         deliveries_cancel(Delivery.objects.filter(endpoint_id=endpoint.pk), by=by)
+    notices.endpoint_switched(endpoint.pk, enabled=enabled, by=by)

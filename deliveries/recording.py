@@ -76,6 +76,7 @@ def attempts_record(
         logger.exception("could not record %d attempts", len(outcomes))
         return health.Aftermath()
     metrics.attempts_recorded(outcomes, dead=len(dead))  # [metrics] counters for /metrics
+    notices.attempts_recorded(outcomes, dead=dead, retry_at={pk: at for pk, at, *_ in failures})
     for outcome in outcomes:
         if outcome.delivery.pk in dead and outcome.delivery.next_trigger != Trigger.TEST:
             notices.delivery_dead(outcome.delivery)

@@ -1,10 +1,14 @@
 """django-q2 entry points. Thin: each calls the engine or the dispatcher."""
 
+import logging
+
 from django.db import close_old_connections
 
 from deliveries import cluster, dispatch, engine, health
 from deliveries.dashboard import dashboard
 from endpoints.services import endpoints_purge_expired_secrets
+
+logger = logging.getLogger(__name__)
 
 
 def drain(endpoint_ids: list[int]) -> int:
@@ -24,8 +28,13 @@ def deliver(ids: list[int], token: str | None = None) -> int:
 
 
 def dispatch_loop() -> int:
-    """The dispatcher loop (see deliveries.dispatch); started by schedule and chained."""
+    """The dispatcher loop (see deliveries.dispatch); started by schedule and chained.
+    Each loop (about a minute) first sends the failure warnings that are due."""
     close_old_connections()
+    try:
+        health.failure_warnings()
+    except Exception:
+        logger.exception("could not check failure warnings")
     with cluster.running_loop():
         return dispatch.dispatch_loop()
 
@@ -37,9 +46,11 @@ def ensure_dispatcher() -> None:
 
 
 def housekeeping() -> dict:
-    """Hourly: mail the failing-endpoint digest, purge expired rotated secrets."""
+    """Hourly: failure warnings due, the failing-endpoint digest, purge expired rotated
+    secrets."""
     close_old_connections()
     return {
+        "warnings_sent": health.failure_warnings(),
         "endpoints_reported": health.failure_digest(),
         "secrets_purged": endpoints_purge_expired_secrets(),
     }

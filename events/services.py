@@ -27,6 +27,7 @@ from events.models import Event, EventType, SchemaMode
 from events.routing import event_type_active, partner_active, schema_validator
 from events.schemas import describe, payload_problems
 from events.selectors import routes_for_event
+from webhookhub import signals
 from webhookhub.ids import event_id
 from webhookhub.json_values import json_problem, text_problem
 
@@ -140,6 +141,7 @@ def event_publish(
         transaction.on_commit(
             partial(metrics.event_published, type_obj.name, len(deliveries)), robust=True
         )
+        signals.send_on_commit(signals.event_published, partial(_published, event, deliveries))
     event.created = True
     event.deliveries_count = len(deliveries)
     return event, True
@@ -379,6 +381,10 @@ def events_publish_batch(
         )
         counts = [(event.event_type.name, len(routes[event.public_id])) for event in new]
         transaction.on_commit(partial(_count_published, counts), robust=True)  # [metrics]
+        signals.send_on_commit(
+            signals.event_published,
+            lambda: [_published(e, routes[e.public_id]) for e in new],
+        )
     for event in new:
         event.created, event.deliveries_count = True, len(routes[event.public_id])
     results = []
@@ -398,6 +404,18 @@ def _stored_keys(keys: list[str]) -> list[str]:
         return []
     return list(
         Event.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True)
+    )
+
+
+def _published(event: Event, deliveries: Sequence) -> signals.EventPublished:
+    """The `event_published` notification (built only when someone listens)."""
+    return signals.EventPublished(
+        event_id=event.public_id,
+        event_type=event.event_type.name,
+        partner_id=event.partner.public_id if event.partner else None,
+        source=event.source,
+        occurred_at=event.occurred_at,
+        deliveries=len(deliveries),
     )
 
 

@@ -9,6 +9,7 @@ SYSTEM_EVENT_TYPES = (
     "webhookhub.endpoint.disabled",
     "webhookhub.endpoint.recovered",
     "webhookhub.delivery.dead",
+    "webhookhub.endpoint.failing",
 )
 
 

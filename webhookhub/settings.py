@@ -233,6 +233,13 @@ WEBHOOKHUB_CIRCUIT_MAX_COOLDOWN_SECONDS = env.int(
 )
 WEBHOOKHUB_AUTO_DISABLE_AFTER_HOURS = env.float("WEBHOOKHUB_AUTO_DISABLE_AFTER_HOURS", default=120)
 
+# Notifiers hearing webhookhub.signals (docs/extending.md): dotted paths, comma-separated.
+WEBHOOKHUB_NOTIFIERS = env.list(
+    "WEBHOOKHUB_NOTIFIERS", default=["webhookhub.notifiers.EmailNotifier"]
+)
+# The Slack-compatible incoming webhook webhookhub.notifiers.SlackNotifier posts to.
+WEBHOOKHUB_SLACK_WEBHOOK_URL = env.str("WEBHOOKHUB_SLACK_WEBHOOK_URL", default="")
+
 # --- Partner portal (docs/portal.md) ---------------------------------------------------
 # Minutes a sign-in link stays valid (single use); a portal session ends after this many
 # idle minutes, and in any case this many hours after sign-in.

@@ -154,8 +154,13 @@ def test_five_days_of_failure_disables_with_one_mail_and_one_event(event_types, 
     assert endpoint.disabled_reason.startswith("auto: failing since ")
     assert endpoint.disabled_kind == Endpoint.DisabledBy.AUTO
     assert timezone.now() - start >= timedelta(days=5)
-    assert len(mail.outbox) == 1
+    # The warnings at 50, 75 and 90 % of the window (one each), then the switch-off.
+    assert [m.subject.split(" is failing")[0] for m in mail.outbox[:3]] == [
+        f"[webhookhub] Endpoint {endpoint.name}"
+    ] * 3
+    assert "was disabled" in mail.outbox[3].subject and len(mail.outbox) == 4
     assert op_events("webhookhub.endpoint.disabled").count() == 1
+    assert op_events("webhookhub.endpoint.failing").count() == 3
     # Its waiting delivery is kept, not dead and not sent.
     assert Delivery.objects.get(endpoint=endpoint).status == DeliveryStatus.RETRYING
 
