@@ -87,7 +87,10 @@ class PayloadField(JSONObjectField):
 
 class EventPublishSerializer(StrictSerializer):
     type = TextField(max_length=200, help_text="A catalog name, e.g. `order.paid`.")
-    data = PayloadField(help_text="The payload: a JSON object.")
+    data = PayloadField(
+        help_text="The payload: a JSON object. If the type's `schema_mode` is `enforce`, "
+        "it must validate against the type's schema (a 400 names the JSON path and rule)."
+    )
     partner = TextField(
         required=False,
         allow_null=True,

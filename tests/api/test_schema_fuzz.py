@@ -72,8 +72,10 @@ DOCUMENTED_REFUSALS = {
     "PATCH /api/v1/endpoints/{id}/": ENDPOINT_RULES,
     # Recovery looks back at most as far as deliveries are kept, and not into the future.
     "POST /api/v1/endpoints/{id}/recover/": {"since"},
-    # Names are unique and `webhookhub.` is reserved.
-    "POST /api/v1/event-types/": {"name"},
+    # Names are unique and `webhookhub.` is reserved. A schema must be a valid Draft
+    # 2020-12 JSON Schema with references only inside it, the example must validate
+    # against it, and warn/enforce need a schema (each field's description says so).
+    "POST /api/v1/event-types/": {"name", "schema", "example", "schema_mode"},
     # A portal link is for an existing, active partner (its description says so).
     "POST /api/v1/portal-links/": {"partner"},
 }
