@@ -6,6 +6,7 @@ bucket and the drain lease — the only writer of `EndpointHealth`.
       └────────── probe succeeded ───┼──────────────────────────┤
                                      └──── probe failed (cooldown doubles) ◄┘
     failing for the whole auto-disable window, or 410 Gone → endpoint switched off
+    (warned before, at 50/75/90 % of the window: each stage once per failure streak)
 
 Every change is a conditional UPDATE of the endpoint's own health row: the endpoint's
 configuration row is never locked by delivery, and at most one worker (the holder of
