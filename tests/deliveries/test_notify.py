@@ -260,6 +260,7 @@ def test_endpoint_switch_signals_after_commit_not_on_rollback(event_types):
         (off,) = seen.named("endpoint_disabled")
         assert off.endpoint.endpoint_id == endpoint.public_id and not off.enabled
         assert (off.by, off.kind, off.reason) == ("admin:sam", "manual", "maintenance")
+        assert mail.outbox == [], "a person's switch-off is not mailed (EmailNotifier)"
         with pytest.raises(RuntimeError), transaction.atomic():
             endpoint_enable(endpoint, by="admin:sam")
             raise RuntimeError("roll back")
