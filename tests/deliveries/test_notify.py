@@ -241,14 +241,10 @@ def test_delivery_signals_carry_the_attempt(event_types, receiver):
     (failed,) = seen.named("delivery_failed")
     assert failed.delivery_id == bad.public_id and failed.event_type == "order.refunded"
     assert failed.outcome == "failed" and failed.status_code == 500 and failed.attempt == 1
-    assert failed.error == "HTTP 500" and failed.next_attempt_at > failed_time(bad)
+    assert failed.error == "HTTP 500" and failed.next_attempt_at > bad.created_at
     (dead,) = seen.named("delivery_dead")
     assert dead.outcome == "dead" and dead.attempt == 2 and dead.status_code == 502
     assert dead.next_attempt_at is None and dead.trigger == "retry"
-
-
-def failed_time(delivery):
-    return delivery.created_at
 
 
 def test_endpoint_switch_signals_after_commit_not_on_rollback(event_types):
@@ -339,7 +335,9 @@ def calls():
     CALLS.clear()
 
 
-def test_a_notifier_that_raises_does_not_break_delivery(event_types, receiver, settings, calls):
+def test_a_notifier_that_raises_does_not_break_delivery(
+    event_types, receiver, settings, calls, caplog
+):
     settings.WEBHOOKHUB_NOTIFIERS = [
         "tests.deliveries.test_notify.Exploding",
         "webhookhub.notifiers.EmailNotifier",
@@ -356,6 +354,12 @@ def test_a_notifier_that_raises_does_not_break_delivery(event_types, receiver, s
     endpoint.refresh_from_db()
     assert not endpoint.enabled, "the 410 still switched it off"
     assert len(mail.outbox) == 1, "the next notifier still ran"
+    assert any(
+        r.name == "webhookhub.notifiers"
+        and r.getMessage().startswith("notifier tests.deliveries.test_notify.Exploding failed")
+        and r.exc_info
+        for r in caplog.records
+    ), "logged with its traceback"
     kinds = {type(n).__name__ for n in calls}
     assert {"EventPublished", "DeliveryOutcome", "EndpointSwitched"} <= kinds
 
