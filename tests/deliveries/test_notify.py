@@ -404,3 +404,11 @@ def test_slack_notifier_posts_to_an_incoming_webhook(event_types, receiver, sett
     endpoint_disable(endpoint, by="admin:sam", reason="maintenance")
     post = receiver.wait_for(3)[-1]
     assert post.json() == {"text": "Endpoint orders (Acme) was switched off: maintenance"}
+
+
+def test_the_signals_are_importable_from_deliveries_signals_as_spec_names_them():
+    import deliveries.signals
+    import webhookhub.signals
+
+    for name in deliveries.signals.__all__:
+        assert getattr(deliveries.signals, name) is getattr(webhookhub.signals, name)
