@@ -26,6 +26,7 @@ class Action(models.TextChoices):
     EVENT_TYPE_CREATED = "event_type.created", _("Event type created")
     EVENT_TYPE_ARCHIVED = "event_type.archived", _("Event type archived")
     EVENT_TYPE_UNARCHIVED = "event_type.unarchived", _("Event type unarchived")
+    PORTAL_LINK_CREATED = "partner.portal_link_created", _("Portal sign-in link created")
 
 
 class AuditEntry(models.Model):

@@ -9,10 +9,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from audit.models import Action
+from audit.services import audit_record
 from endpoints.models import Partner
 from portal.models import PortalLink
 
@@ -60,13 +63,20 @@ def portal_link_create(
     if not partner.is_active:
         raise ValidationError({"partner": _("The partner is inactive.")})
     raw, token_hash = PortalLink.generate()
-    link = PortalLink.objects.create(
-        partner=partner,
-        token_hash=token_hash,
-        label=label[:150],
-        created_by=by[:150],
-        expires_at=timezone.now() + timedelta(minutes=minutes),
-    )
+    with transaction.atomic():
+        link = PortalLink.objects.create(
+            partner=partner,
+            token_hash=token_hash,
+            label=label[:150],
+            created_by=by[:150],
+            expires_at=timezone.now() + timedelta(minutes=minutes),
+        )
+        audit_record(
+            Action.PORTAL_LINK_CREATED,
+            partner,
+            by=by,
+            details={"label": link.label, "minutes": minutes},
+        )
     return link, portal_link_url(raw, base_url=base_url)
 
 

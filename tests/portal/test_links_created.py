@@ -31,6 +31,16 @@ def test_command_prints_the_link_alone_on_its_last_line(acme, settings):
     assert 9 * 60 < (link.expires_at - link.created_at).total_seconds() <= 10 * 60
     response = Client().post(urlparse(url).path)
     assert response.status_code == 302
+    # The audit trail has it, on the partner, with who made it (never the token).
+    from audit.models import Action, AuditEntry
+
+    entry = AuditEntry.objects.get(action=Action.PORTAL_LINK_CREATED)
+    assert (entry.actor, entry.object_id, entry.partner_id) == (
+        "command:portal_link",
+        acme.public_id,
+        acme.pk,
+    )
+    assert entry.details["minutes"] == 10 and "wpl_" not in str(entry.details)
 
 
 def test_command_takes_the_partner_id(acme):
