@@ -91,12 +91,12 @@ class PartnerAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description="Endpoints", ordering="n_endpoints")
+    @admin.display(description=gettext_lazy("Endpoints"), ordering="n_endpoints")
     def endpoint_count(self, partner):
         url = reverse("admin:endpoints_endpoint_changelist") + f"?partner__id__exact={partner.pk}"
         return format_html('<a href="{}">{}</a>', url, partner.n_endpoints)
 
-    @admin.display(description="24 h success")
+    @admin.display(description=gettext_lazy("24 h success"))
     def health_24h(self, partner):
         return health_cell(partner.ok_24h, partner.total_24h)
 
@@ -273,11 +273,11 @@ class ApiTokenAdmin(admin.ModelAdmin):
             "revoked_at",
         )
 
-    @admin.display(description="Status")
+    @admin.display(description=gettext_lazy("Status"))
     def status(self, token):
         if token.revoked_at:
-            return "revoked"
-        return "active" if token.is_usable else "expired"
+            return _("revoked")
+        return _("active") if token.is_usable else _("expired")
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -301,7 +301,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             note=_("Send it as `Authorization: Bearer <token>`. Only its hash is stored."),
         )
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description=gettext_lazy("Revoke selected tokens"))
     def revoke(self, request, queryset):
         n = api_tokens_revoke(queryset, by=actor(request))
-        self.message_user(request, f"Revoked {n} token(s).", messages.SUCCESS)
+        self.message_user(request, _("Revoked %(n)s token(s).") % {"n": n}, messages.SUCCESS)
