@@ -236,16 +236,32 @@ def test_audit_entries_are_append_only(db, partner):
 def test_event_off_at_publish_time_then_switched_on_is_explained_from_the_trail(
     event_types, receiver, partner, partner_token
 ):
+    from endpoints.models import Endpoint
     from endpoints.services import endpoint_enable
 
-    endpoint = make_endpoint(partner, url=receiver.url_for(), name="flappy")
-    endpoint_disable(endpoint, by="admin:kim", reason="receiver down")
+    api = client_for(partner_token)
+    # Switched off by a person: the event waits for it, held, and goes when it is on.
+    paused = make_endpoint(partner, url=receiver.url_for(), name="flappy")
+    endpoint_disable(paused, by="admin:kim", reason="receiver down")
     event = publish("order.paid", {"n": 1}, partner=partner)
-    endpoint_enable(endpoint, by="admin:kim")
-    routes = client_for(partner_token).get(f"/api/v1/events/{event.public_id}/routing/").json()
-    (route,) = routes["routes"]
-    # Published while off: a held delivery exists (it waits for the switch), so it is
-    # explained by the delivery itself once the endpoint is on again.
+    endpoint_enable(paused, by="admin:kim")
+    (route,) = api.get(f"/api/v1/events/{event.public_id}/routing/").json()["routes"]
     assert route["outcome"] in {"delivery", "endpoint_off"}
+    assert route["outcome"] == "delivery"
+    run_queue()
+    (request,) = receiver.wait_for(1)
+    signed = Webhook(paused.signing_secret).verify(request.body, dict(request.headers))
+    assert signed["id"] == event.public_id
     assert timezone.now() - event.created_at < timedelta(minutes=1)
-    assert Webhook  # the receiver's signature check is covered by the delivery tests
+    assert Webhook  # the receiver verified the held delivery's signature above
+
+    # Switched off by webhookhub itself: no delivery; after switching it on, the event
+    # page still says it was off when published, from the audit trail's last switch.
+    endpoint_disable(
+        paused, by="system", reason="auto: failing since …", kind=Endpoint.DisabledBy.AUTO
+    )
+    missed = publish("order.paid", {"n": 2}, partner=partner)
+    endpoint_enable(paused, by="admin:kim", reason="receiver fixed")
+    (route,) = api.get(f"/api/v1/events/{missed.public_id}/routing/").json()["routes"]
+    assert (route["outcome"], route["delivery"]) == ("endpoint_off", None)
+    assert "switched off by system" in route["reason"] and "auto: failing" in route["reason"]
