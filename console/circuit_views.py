@@ -34,33 +34,16 @@ class CircuitViews:
         ]
 
     def probe_view(self, request, pk):
-        endpoint, health = self._circuit_target(request, pk)
-        form = ReasonForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
-            if endpoint_probe_now(endpoint, by=actor(request), reason=form.cleaned_data["reason"]):
-                self.message_user(
-                    request,
-                    _(
-                        "Probing %(endpoint)s now: one waiting delivery goes at once; the "
-                        "circuit closes if it succeeds and the rest follow."
-                    )
-                    % {"endpoint": endpoint.name},
-                    messages.SUCCESS,
-                )
-            else:
-                self.message_user(
-                    request,
-                    _("The circuit of %(endpoint)s is not open: nothing to probe.")
-                    % {"endpoint": endpoint.name},
-                    messages.WARNING,
-                )
-            return redirect("admin:endpoints_endpoint_change", endpoint.pk)
-        return self._circuit_page(
+        return self._circuit_action(
             request,
-            endpoint,
-            health,
-            form,
-            title=_("Probe %(endpoint)s now") % {"endpoint": endpoint.name},
+            pk,
+            act=endpoint_probe_now,
+            done=_(
+                "Probing %(endpoint)s now: one waiting delivery goes at once; the "
+                "circuit closes if it succeeds and the rest follow."
+            ),
+            nothing=_("The circuit of %(endpoint)s is not open: nothing to probe."),
+            title=_("Probe %(endpoint)s now"),
             explanation=_(
                 "The cooldown ends now: a worker sends the oldest waiting delivery as the "
                 "probe. If it succeeds the circuit closes and everything waiting goes; if "
@@ -70,38 +53,41 @@ class CircuitViews:
         )
 
     def close_circuit_view(self, request, pk):
-        endpoint, health = self._circuit_target(request, pk)
-        form = ReasonForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
-            if endpoint_close_circuit(
-                endpoint, by=actor(request), reason=form.cleaned_data["reason"]
-            ):
-                self.message_user(
-                    request,
-                    _("Circuit of %(endpoint)s closed: what waited behind it is sent now.")
-                    % {"endpoint": endpoint.name},
-                    messages.SUCCESS,
-                )
-            else:
-                self.message_user(
-                    request,
-                    _("The circuit of %(endpoint)s was already closed.")
-                    % {"endpoint": endpoint.name},
-                    messages.WARNING,
-                )
-            return redirect("admin:endpoints_endpoint_change", endpoint.pk)
-        return self._circuit_page(
+        return self._circuit_action(
             request,
-            endpoint,
-            health,
-            form,
-            title=_("Close the circuit of %(endpoint)s") % {"endpoint": endpoint.name},
+            pk,
+            act=endpoint_close_circuit,
+            done=_("Circuit of %(endpoint)s closed: what waited behind it is sent now."),
+            nothing=_("The circuit of %(endpoint)s was already closed."),
+            title=_("Close the circuit of %(endpoint)s"),
             explanation=_(
                 "Everything waiting behind the circuit is sent now, without a probe first "
                 "(the concurrency cap and the rate limit still apply). Do this when you know "
                 "the receiver is back."
             ),
             button=_("Close the circuit"),
+        )
+
+    def _circuit_action(self, request, pk, *, act, done, nothing, title, explanation, button):
+        """GET: the confirmation page; POST: `act` (a deliveries service) with who and
+        why, then back to the endpoint saying what happened."""
+        endpoint, health = self._circuit_target(request, pk)
+        names = {"endpoint": endpoint.name}
+        form = ReasonForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            if act(endpoint, by=actor(request), reason=form.cleaned_data["reason"]):
+                self.message_user(request, done % names, messages.SUCCESS)
+            else:
+                self.message_user(request, nothing % names, messages.WARNING)
+            return redirect("admin:endpoints_endpoint_change", endpoint.pk)
+        return self._circuit_page(
+            request,
+            endpoint,
+            health,
+            form,
+            title=title % names,
+            explanation=explanation,
+            button=button,
         )
 
     def _circuit_target(self, request, pk):
