@@ -12,6 +12,7 @@ import re
 
 from django import forms
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
@@ -32,6 +33,14 @@ class StructuredJSONWidget(forms.Widget):
 
     template_name = ""
     posted_mode = None  # set by the form when bound, so a re-shown form keeps it
+    # The URL name of the page previewing this field's value (retry schedule, filter):
+    # the admin's by default; the portal passes its own (the admin's needs staff).
+    preview_url_name = ""
+
+    def __init__(self, attrs=None, *, preview_url_name: str | None = None):
+        super().__init__(attrs)
+        if preview_url_name is not None:
+            self.preview_url_name = preview_url_name
 
     @staticmethod
     def modes(data, name):
@@ -70,6 +79,7 @@ class StructuredJSONWidget(forms.Widget):
             raw=raw or "",
             parts=parts,
             json_mode=parts is None or self.posted_mode == "json",
+            preview_url=reverse(self.preview_url_name) if self.preview_url_name else "",
         )
         return context
 
@@ -176,6 +186,7 @@ def duration(seconds: float) -> str:
 
 class RetryPolicyWidget(StructuredJSONWidget):
     template_name = "retry_policy.html"
+    preview_url_name = "admin:endpoints_endpoint_retry_preview"
 
     def from_parts(self, data, name):
         strategy = data.get(f"{name}__strategy", "")
@@ -328,6 +339,7 @@ def _filter_text(op: str, value) -> str:
 
 class FilterWidget(StructuredJSONWidget):
     template_name = "filter.html"
+    preview_url_name = "admin:endpoints_endpoint_filter_preview"
 
     def from_parts(self, data, name):
         conditions = []

@@ -8,10 +8,10 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from console.endpoint_widgets import FilterWidget, RetryPolicyWidget
 from console.forms import EDITABLE_FIELDS, EndpointForm
 from deliveries.models import DeliveryStatus
 from endpoints.header_rules import mask_value
-from portal.widgets import PortalFilterWidget, PortalRetryPolicyWidget
 
 PORTAL_FIELDS = tuple(f for f in EDITABLE_FIELDS if f != "max_in_flight")
 TIMEOUT_CHOICES = [(s, _("%(n)s seconds") % {"n": s}) for s in (5, 10, 15, 30, 60)]
@@ -43,8 +43,11 @@ class PortalEndpointForm(EndpointForm):
         super().__init__(*args, **kwargs)
         self.partner = partner
         self.instance.partner = partner
-        self.fields["retry_policy"].widget = PortalRetryPolicyWidget()
-        self.fields["filter"].widget = PortalFilterWidget()
+        # The same widgets as the admin's, previewing through the portal's pages.
+        self.fields["retry_policy"].widget = RetryPolicyWidget(
+            preview_url_name="portal:retry_preview"
+        )
+        self.fields["filter"].widget = FilterWidget(preview_url_name="portal:filter_preview")
         self.fields["url"].help_text = _(
             "Where webhooks are POSTed. Use HTTPS; private and local addresses are refused."
         )

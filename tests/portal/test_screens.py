@@ -335,3 +335,12 @@ def test_an_ed25519_webhook_shows_its_public_key(acme_client, acme_endpoint):
         html = acme_client.get(url).content.decode()
         assert endpoint.public_key in html
         assert endpoint.signing_key not in html
+
+
+def test_the_register_form_previews_through_the_portal_not_the_admin(acme_client):
+    """The admin's widgets, previewing through the portal's pages (the admin's need a
+    staff login a partner does not have)."""
+    html = acme_client.get("/portal/webhooks/new/").content.decode()
+    assert 'data-preview-url="/portal/retry-preview/"' in html
+    assert 'formaction="/portal/filter-preview/"' in html
+    assert "/admin/" not in html
