@@ -5,7 +5,6 @@ Each validates, checks its own permission, calls the service the API and command
 and records who acted.
 """
 
-import json
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -16,19 +15,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from console.endpoint_widgets import FilterWidget, RetryPolicyWidget, retry_preview
+from console.endpoint_widgets import filter_preview_answer, retry_preview_answer
 from console.health_columns import DAY
 from deliveries.explain import delivery_reason, endpoint_state
 from deliveries.models import FINAL_STATUSES as FINAL
 from deliveries.models import TEST_EVENT_TYPE, Delivery, DeliveryStatus, EndpointHealth, Trigger
-from deliveries.policy import PolicyError
 from deliveries.selectors import delivery_test_attempt
 from deliveries.services import endpoint_failed_since, endpoint_recover, endpoint_test_queue
 from endpoints.models import Endpoint
@@ -38,7 +35,6 @@ from endpoints.services import (
     endpoint_regenerate_token,
     endpoint_rotate_secret,
 )
-from events.filters import FilterError, compile_filter
 from events.selectors import events_matching_pattern
 from webhookhub.admin_utils import ReasonForm, actor, show_once
 
@@ -295,33 +291,15 @@ class EndpointSupportViews:
         if not self.has_view_permission(request):
             raise PermissionDenied
         params = request.POST if request.method == "POST" else request.GET
-        patterns = params.getlist("event_types__pick") or [
-            params.get("event_type", "").strip() or "*"
-        ]
-        raw = FilterWidget().value_from_datadict(params, None, "filter") or ""
-        raw = raw.strip() if raw.strip() != "null" else ""
-        error, rows = None, []
-        try:
-            spec = json.loads(raw) if raw else None
-            predicate = compile_filter(spec)
-        except (ValueError, FilterError) as exc:
-            error = str(exc)
-        else:
-            events = {e.pk: e for p in patterns for e in events_matching_pattern(p, limit=100)}
-            newest = sorted(events.values(), key=lambda e: (e.created_at, e.pk), reverse=True)
-            for event in newest[:100]:
-                rows.append((event, predicate(json.loads(event.body))))
+        shown = filter_preview_answer(
+            params,
+            lambda pattern: events_matching_pattern(pattern, limit=100),
+            default_pattern=params.get("event_type", "").strip() or "*",
+        )
         return self._render(
             request,
             "admin/endpoints/endpoint/filter_preview.html",
-            {
-                "title": _("Filter preview"),
-                "pattern": ", ".join(patterns),
-                "filter": raw,
-                "error": error,
-                "rows": rows,
-                "passed": sum(1 for _event, ok in rows if ok),
-            },
+            {"title": _("Filter preview"), **shown},
         )
 
     def retry_preview_view(self, request):
@@ -330,26 +308,9 @@ class EndpointSupportViews:
         table for the form's script, or a page of its own without JavaScript."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        params = request.POST if request.method == "POST" else request.GET
-        raw = RetryPolicyWidget().value_from_datadict(params, None, "retry_policy") or ""
-        try:
-            preview = retry_preview(json.loads(raw) if raw.strip() else None)
-        except (ValueError, PolicyError) as exc:
-            preview = {"error": str(exc)}
-        html = render_to_string(
-            "admin/endpoints/endpoint/widgets/retry_preview.html", {"preview": preview}
-        )
+        html, data = retry_preview_answer(request.POST if request.method == "POST" else request.GET)
         if "application/json" in request.headers.get("Accept", ""):
-            return JsonResponse(
-                {
-                    "ok": "error" not in preview,
-                    "error": preview.get("error"),
-                    "attempts": preview.get("attempts"),
-                    "waits": [row["wait"] for row in preview.get("rows", ())],
-                    "policy": preview.get("policy"),
-                    "html": html,
-                }
-            )
+            return JsonResponse(data)
         return self._render(
             request,
             "admin/endpoints/endpoint/retry_preview.html",

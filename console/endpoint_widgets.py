@@ -18,7 +18,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from deliveries.policy import STRATEGIES, PolicyError, RetryPolicy, next_delay
-from events.filters import OPERATORS
+from events.filters import OPERATORS, FilterError, compile_filter
 
 WIDGETS = "admin/endpoints/endpoint/widgets/"
 
@@ -450,3 +450,49 @@ class EventTypesWidget(StructuredJSONWidget):
             item(p, p, _("Not in the catalog")) for p in parts["picked"] if p not in offered
         ]
         return context
+
+
+# --- What the preview pages show (the admin's and the portal's) -------------------------
+
+
+def retry_preview_answer(params) -> tuple[str, dict]:
+    """The retry preview for a posted form (its retry fields, or `retry_policy` as JSON):
+    the rendered table, and the JSON the form's script reads."""
+    raw = RetryPolicyWidget().value_from_datadict(params, None, "retry_policy") or ""
+    try:
+        preview = retry_preview(json.loads(raw) if raw.strip() else None)
+    except (ValueError, PolicyError) as exc:
+        preview = {"error": str(exc)}
+    html = render_to_string(WIDGETS + "retry_preview.html", {"preview": preview})
+    return html, {
+        "ok": "error" not in preview,
+        "error": preview.get("error"),
+        "attempts": preview.get("attempts"),
+        "waits": [row["wait"] for row in preview.get("rows", ())],
+        "policy": preview.get("policy"),
+        "html": html,
+    }
+
+
+def filter_preview_answer(params, events_for_pattern, *, default_pattern: str = "*") -> dict:
+    """Which of the newest 100 events of the ticked types (`events_for_pattern(pattern)`
+    picks them: all events, or one partner's) the posted filter lets through."""
+    patterns = params.getlist("event_types__pick") or [default_pattern]
+    raw = FilterWidget().value_from_datadict(params, None, "filter") or ""
+    raw = raw.strip() if raw.strip() != "null" else ""
+    error, rows = None, []
+    try:
+        predicate = compile_filter(json.loads(raw) if raw else None)
+    except (ValueError, FilterError) as exc:
+        error = str(exc)
+    else:
+        events = {e.pk: e for p in patterns for e in events_for_pattern(p)}
+        newest = sorted(events.values(), key=lambda e: (e.created_at, e.pk), reverse=True)
+        rows = [(event, predicate(json.loads(event.body))) for event in newest[:100]]
+    return {
+        "pattern": ", ".join(patterns),
+        "filter": raw,
+        "error": error,
+        "rows": rows,
+        "passed": sum(1 for _event, ok in rows if ok),
+    }

@@ -6,18 +6,15 @@ import json
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect, JsonResponse
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from console.endpoint_widgets import FilterWidget, RetryPolicyWidget, retry_preview
+from console.endpoint_widgets import filter_preview_answer, retry_preview_answer
 from deliveries.explain import delivery_reasons
 from deliveries.models import RETRYABLE_STATUSES
-from deliveries.policy import PolicyError
 from deliveries.services import delivery_retry_now, endpoint_failed_since, endpoint_recover
-from events.filters import FilterError, compile_filter
 from events.selectors import schema_check
 from portal import queries
 from portal.forms import STATUS_LABELS, DeliveryFilterForm, RecoverForm
@@ -158,26 +155,9 @@ def recover_view(request, endpoint_id):
 def retry_preview_view(request):
     """The schedule a retry policy gives, computed by the workers' own policy function:
     JSON for the form's script, or a page of its own without JavaScript."""
-    params = request.POST if request.method == "POST" else request.GET
-    raw = RetryPolicyWidget().value_from_datadict(params, None, "retry_policy") or ""
-    try:
-        preview = retry_preview(json.loads(raw) if raw.strip() else None)
-    except (ValueError, PolicyError) as exc:
-        preview = {"error": str(exc)}
-    html = render_to_string(
-        "admin/endpoints/endpoint/widgets/retry_preview.html", {"preview": preview}
-    )
+    html, data = retry_preview_answer(request.POST if request.method == "POST" else request.GET)
     if "application/json" in request.headers.get("Accept", ""):
-        return JsonResponse(
-            {
-                "ok": "error" not in preview,
-                "error": preview.get("error"),
-                "attempts": preview.get("attempts"),
-                "waits": [row["wait"] for row in preview.get("rows", ())],
-                "policy": preview.get("policy"),
-                "html": html,
-            }
-        )
+        return JsonResponse(data)
     return TemplateResponse(request, "portal/retry_preview.html", {"preview_html": html})
 
 
@@ -186,26 +166,7 @@ def filter_preview_view(request):
     """Which of the partner's last 100 events of the ticked types the filter lets
     through (the form posted as it stands, so unsaved values are previewed)."""
     params = request.POST if request.method == "POST" else request.GET
-    patterns = params.getlist("event_types__pick") or ["*"]
-    raw = FilterWidget().value_from_datadict(params, None, "filter") or ""
-    raw = raw.strip() if raw.strip() != "null" else ""
-    error, rows = None, []
-    try:
-        predicate = compile_filter(json.loads(raw) if raw else None)
-    except (ValueError, FilterError) as exc:
-        error = str(exc)
-    else:
-        events = {e.pk: e for p in patterns for e in queries.events_for_pattern(request.partner, p)}
-        newest = sorted(events.values(), key=lambda e: (e.created_at, e.pk), reverse=True)
-        rows = [(event, predicate(json.loads(event.body))) for event in newest[:100]]
-    return TemplateResponse(
-        request,
-        "portal/filter_preview.html",
-        {
-            "pattern": ", ".join(patterns),
-            "filter": raw,
-            "error": error,
-            "rows": rows,
-            "passed": sum(1 for _event, ok in rows if ok),
-        },
+    shown = filter_preview_answer(
+        params, lambda pattern: queries.events_for_pattern(request.partner, pattern)
     )
+    return TemplateResponse(request, "portal/filter_preview.html", shown)
