@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from deliveries import cluster, health, lifecycle, signing, transport
+from deliveries import cluster, health, lifecycle, signing, transport, wakeups
 from deliveries.admission import Lane, admit, connect_timeout_for, lease_for, load_lanes
 from deliveries.dispatch import wake
 from deliveries.models import CircuitState, Delivery, Trigger, due_q
@@ -46,6 +46,12 @@ LINGER_POLL_SECONDS = 0.01
 # A request starts only if it ends this long before its lease does (recording it, a
 # slow name lookup), never right at the edge.
 START_SLACK_SECONDS = 1.0
+# Successful answers are written together: when this many are waiting, when the oldest
+# has waited this long, or when nothing else is in flight. A failure, an ordered
+# endpoint's answer, a probe's or a test's is written at once (what happens next
+# depends on it).
+RECORD_BATCH = 100
+RECORD_WAIT_SECONDS = 0.05
 
 __all__ = ["attempts_record", "deliver", "drain", "lease_for", "send_test"]
 
@@ -113,6 +119,9 @@ class _Drain:
     lanes: dict[int, Lane] = field(default_factory=dict)
     in_flight: dict[Future, int] = field(default_factory=dict)  # future → endpoint id
     outcomes: list[Outcome] = field(default_factory=list)
+    unrecorded: list[Outcome] = field(default_factory=list)  # answered, not yet written
+    unrecorded_since: float = 0.0  # monotonic time of the oldest of them
+    listening: bool = False  # PostgreSQL: new work is heard of (`deliveries.wakeups`)
 
 
 def drain(
@@ -135,6 +144,7 @@ def drain(
     try:
         run.lanes = load_lanes(held, token=run.token, now=now)
         _commit_without_waiting(True)
+        run.listening = wakeups.listen()
         while True:
             clock = time.monotonic()
             if clock >= renew_at:
@@ -142,6 +152,7 @@ def drain(
                 renew_at = clock + RENEW_SECONDS
             stop = cluster.stopping() or clock - started >= budget or not run.lanes
             if not stop:
+                _hear(run, timeout=0)
                 _fill(run)
             if not run.in_flight:
                 if stop:
@@ -156,10 +167,18 @@ def drain(
                 idle_since = idle_since or clock
                 if clock - idle_since >= linger or cluster.others_waiting():
                     break
-                time.sleep(LINGER_POLL_SECONDS)
+                if run.listening:
+                    _hear(run, timeout=min(wakeups.SAFETY_SECONDS, idle_since + linger - clock))
+                else:
+                    time.sleep(LINGER_POLL_SECONDS)
                 continue
             idle_since = None
-            done, _ = wait(list(run.in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+            # Listening, new work is heard of between answers too (a slow endpoint).
+            timeout = 0.02 if run.listening else 0.5
+            if run.unrecorded:
+                timeout = min(timeout, run.unrecorded_since + RECORD_WAIT_SECONDS - clock)
+            timeout = max(0.0, timeout)
+            done, _ = wait(list(run.in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
             answered = _settle(run, done)
             try:
                 if not stop:
@@ -168,12 +187,17 @@ def drain(
                     failing = {o.delivery.endpoint_id for o in answered if not _ok(o)}
                     _fill(run, skip=failing)
             finally:
-                _record(run, answered)
+                _record_soon(run, answered, flush=stop or not run.in_flight)
     finally:
         # Whatever is still out (an exception above) is waited for and recorded.
         if run.in_flight:
-            _record(run, _settle(run, wait(list(run.in_flight)).done))
+            run.unrecorded += _settle(run, wait(list(run.in_flight)).done)
+        _record(run, run.unrecorded)
+        ahead = [pk for lane in run.lanes.values() for pk in lane.give_back()]
+        lifecycle.release(ahead, token=run.token, now=timezone.now())
         health.drain_release(held, run.holder)
+        if run.listening:
+            wakeups.unlisten()
         _commit_without_waiting(False)
     # Released, then looked again: work that arrived while we held the lease (whose
     # wake found it taken) is not left for the dispatcher. Also when the cluster is
@@ -213,6 +237,7 @@ def _renew(run: _Drain) -> None:
             # more for it; what is in flight is still recorded under our token, then the
             # lane goes.
             lane.lost = True
+            lifecycle.release(lane.give_back(), token=run.token, now=now)
             if not any(e == pk for e in run.in_flight.values()):
                 del run.lanes[pk]
             continue
@@ -233,6 +258,7 @@ def _submit(run: _Drain, deliveries: list[Delivery], lane: Lane) -> None:
             rest = deliveries[n:]
             lifecycle.release([d.pk for d in rest], token=run.token, now=now)
             lane.mine -= sum(1 for d in rest if getattr(d, "counted", False))
+            lifecycle.release(lane.give_back(), token=run.token, now=now)
             lane.lost = True
             return
         run.in_flight[_executor().submit(_send_one, delivery, request)] = lane.pk
@@ -245,6 +271,8 @@ def _fill(run: _Drain, *, skip: frozenset | set = frozenset()) -> None:
     answer: about 100 idle claims a second per drain, whatever its size."""
     now, clock = timezone.now(), time.monotonic()
     dry_pause = min(0.25, LINGER_POLL_SECONDS * len(run.lanes))
+    if run.listening:  # a lane with new work is heard of; the rest is a safety net
+        dry_pause = max(dry_pause, wakeups.SAFETY_SECONDS)
     for lane in list(run.lanes.values()):
         if lane.lost or lane.pk in skip:
             continue
@@ -254,6 +282,14 @@ def _fill(run: _Drain, *, skip: frozenset | set = frozenset()) -> None:
         claimed = admit(lane, token=run.token, now=now)
         if claimed:
             _submit(run, claimed, lane)
+
+
+def _hear(run: _Drain, *, timeout: float) -> None:
+    """Lanes whose endpoint got new deliveries are asked again at once."""
+    if run.listening:
+        for pk in wakeups.heard(timeout=max(0.0, timeout)):
+            if pk in run.lanes:
+                run.lanes[pk].dry = False
 
 
 def _settle(run: _Drain, done: Iterable[Future]) -> list[Outcome]:
@@ -266,8 +302,35 @@ def _settle(run: _Drain, done: Iterable[Future]) -> list[Outcome]:
         if lane is not None and getattr(outcome.delivery, "counted", False):
             lane.mine -= 1
             lane.probing = False
+            lane.dry = False  # it has room again: ask it at once, not after the pause
         batch.append(outcome)
     return batch
+
+
+def _record_soon(run: _Drain, answered: list[Outcome], *, flush: bool) -> None:
+    """Write these answers now if one of them decides what happens next, or together
+    with the next ones (fewer, larger transactions) — at most RECORD_WAIT_SECONDS later."""
+    if answered and not run.unrecorded:
+        run.unrecorded_since = time.monotonic()
+    run.unrecorded += answered
+    if not run.unrecorded:
+        return
+    urgent = any(
+        not _ok(o)
+        or o.delivery.endpoint.ordered
+        or o.delivery.next_trigger == Trigger.TEST
+        or o.delivery.endpoint_id not in run.lanes
+        or run.lanes[o.delivery.endpoint_id].health.circuit_state != CircuitState.CLOSED
+        for o in answered
+    )
+    if (
+        flush
+        or urgent
+        or len(run.unrecorded) >= RECORD_BATCH
+        or time.monotonic() - run.unrecorded_since >= RECORD_WAIT_SECONDS
+    ):
+        batch, run.unrecorded = run.unrecorded, []
+        _record(run, batch)
 
 
 def _record(run: _Drain, batch: list[Outcome]) -> None:

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from deliveries.dispatch import wake_on_commit
 from deliveries.models import Delivery, DeliveryStatus, Trigger
+from deliveries.wakeups import NOTIFY_SQL
 from webhookhub.ids import delivery_id
 
 # Every NOT NULL column of deliveries_delivery without a database default, in order.
@@ -31,6 +32,12 @@ _INSERT = (
     "FROM unnest(%(public_ids)s::varchar[], %(events)s::bigint[], %(endpoints)s::bigint[]) "
     "AS t(p, v, e) "
     "RETURNING id"
+)
+# The same, and the endpoints' running drains told on commit (`deliveries.wakeups`):
+# one statement still.
+_INSERT_NOTIFY = (
+    f"WITH ins AS ({_INSERT}), n AS ({NOTIFY_SQL}) "
+    "SELECT ins.id FROM ins CROSS JOIN (SELECT count(*) FROM n) AS c ORDER BY ins.id"
 )
 
 
@@ -71,8 +78,10 @@ def deliveries_create_many(
     if not pairs:
         return []
     now = timezone.now()
+    quiet = set(held)
+    woken = [pk for pk in dict.fromkeys(e for _, e in pairs) if pk not in quiet] if enqueue else []
     if connection.vendor == "postgresql":
-        ids = _insert_postgresql(pairs, now, trigger, trigger_by)
+        ids = _insert_postgresql(pairs, now, trigger, trigger_by, notify=woken)
     else:
         rows = [
             Delivery(
@@ -87,8 +96,7 @@ def deliveries_create_many(
         ]
         ids = [d.pk for d in Delivery.objects.bulk_create(rows, batch_size=500)]
     if enqueue:
-        quiet = set(held)
-        wake_on_commit([pk for pk in dict.fromkeys(e for _, e in pairs) if pk not in quiet])
+        wake_on_commit(woken)
     return ids
 
 
@@ -97,8 +105,11 @@ def _insert_postgresql(
     now: datetime,
     trigger: str,
     trigger_by: str,
+    *,
+    notify: Sequence[int],
 ) -> list[int]:
     params = {
+        "notify": list(notify),
         "status": DeliveryStatus.PENDING.value,
         "now": now,
         "trigger": str(trigger),
@@ -108,5 +119,5 @@ def _insert_postgresql(
         "endpoints": [endpoint_id for _, endpoint_id in pairs],
     }
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT, params)
+        cursor.execute(_INSERT_NOTIFY if notify else _INSERT, params)
         return [row[0] for row in cursor.fetchall()]
