@@ -110,12 +110,19 @@ def admit(lane: Lane, *, token: str, now: datetime) -> list[Delivery]:
         taken, stale = lane.take_ready(room)
         if stale:
             lifecycle.release(stale, token=token, now=now)
+        exhausted = False
         if len(taken) < room:
             want = room - len(taken)
-            got = claim("any", want + min(READY_AHEAD, endpoint.max_in_flight))
+            asked = want + min(READY_AHEAD, endpoint.max_in_flight)
+            got = claim("any", asked)
             taken += got[:want]
             lane.ready.extend((time.monotonic(), delivery) for delivery in got[want:])
-        return _took(lane, [], taken)
+            exhausted = len(got) < asked
+        taken = _took(lane, [], taken)
+        # Fewer than asked for: nothing more is due now, so the lane waits like a dry
+        # one (until new work is heard of, or the dry pause) instead of a second claim.
+        lane.dry = lane.dry or exhausted
+        return taken
     if not held_back and time.monotonic() - lane.tests_asked_at < TEST_POLL_SECONDS:
         lane.dry = True  # full, and asked for tests a moment ago: until an answer frees room
         return []

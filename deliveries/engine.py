@@ -157,6 +157,7 @@ def drain(
             if not run.in_flight:
                 if stop:
                     break
+                _record_soon(run, [], flush=False)  # answers written at most so late
                 if any(not lane.dry for lane in run.lanes.values()):
                     # Only a rate limit keeps a lane from dry: sleep until its next token.
                     waits = [w for lane in run.lanes.values() if (w := lane.rate_wait_until)]
@@ -168,7 +169,10 @@ def drain(
                 if clock - idle_since >= linger or cluster.others_waiting():
                     break
                 if run.listening:
-                    _hear(run, timeout=min(wakeups.SAFETY_SECONDS, idle_since + linger - clock))
+                    pause = min(wakeups.SAFETY_SECONDS, idle_since + linger - clock)
+                    if run.unrecorded:
+                        pause = min(pause, run.unrecorded_since + RECORD_WAIT_SECONDS - clock)
+                    _hear(run, timeout=pause)
                 else:
                     time.sleep(LINGER_POLL_SECONDS)
                 continue
@@ -187,7 +191,7 @@ def drain(
                     failing = {o.delivery.endpoint_id for o in answered if not _ok(o)}
                     _fill(run, skip=failing)
             finally:
-                _record_soon(run, answered, flush=stop or not run.in_flight)
+                _record_soon(run, answered, flush=stop)
     finally:
         # Whatever is still out (an exception above) is waited for and recorded.
         if run.in_flight:
@@ -300,9 +304,10 @@ def _settle(run: _Drain, done: Iterable[Future]) -> list[Outcome]:
         outcome = future.result()
         lane = run.lanes.get(endpoint_id)
         if lane is not None and getattr(outcome.delivery, "counted", False):
+            if lane.mine + lane.others >= lane.endpoint.max_in_flight:
+                lane.dry = False  # it was full and has room again: ask it at once
             lane.mine -= 1
             lane.probing = False
-            lane.dry = False  # it has room again: ask it at once, not after the pause
         batch.append(outcome)
     return batch
 
