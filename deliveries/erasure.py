@@ -13,19 +13,21 @@ hold the data that was published or what a receiver said about it:
 
 Its waiting deliveries are cancelled (a tombstone is not a delivery; ordered queues move
 on) and nothing sends it again: replay, retry and recover refuse it (`lifecycle.resend`
-skips its deliveries; `event_replay` raises). An event with a delivery in flight is not
-erased now: the worker has its bytes and will record the answer — it is reported as
-busy, and erasing it again a few seconds later succeeds. Erasing is idempotent.
+skips its deliveries; `event_replay` raises). An event with a delivery in flight (or
+locked by someone right now) is not erased now: the worker has its bytes and will record
+the answer — it is reported as busy, and erasing it again a few seconds later succeeds.
+Erasing is idempotent.
 
 Locks: per batch, the events (FOR NO KEY UPDATE: what a replay takes to check the
-event; publishing and delivering never lock events), then their deliveries. Claims skip
-locked deliveries, so a drain never waits on an erasure; a batch is a few dozen events.
+event; publishing and delivering never lock events), then their deliveries, skipping
+those someone holds (that event waits for the next run, reported busy). Claims skip
+locked deliveries too, so neither waits on the other; a batch is 100 events.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, QuerySet, Value
 from django.db.models.functions import Left, StrIndex
 from django.utils import timezone
@@ -98,14 +100,22 @@ def _expunge_batch(ids: list[int], *, by: str, reason: str, dry_run: bool) -> Ex
         .order_by("pk")
     )
     deliveries = Delivery.objects.filter(event_id__in=ids).order_by("pk")
-    if not dry_run:  # events first, then deliveries: the order replay and prune lock in
+    read = list(deliveries.values_list("pk", "event_id"))
+    if not dry_run:
+        # Events first, then deliveries (the order replay and prune lock in); a delivery
+        # someone holds right now (a claim, a recording, a bulk replay) is skipped and
+        # its event left for the next run: an erasure waits on no delivery, and cannot
+        # deadlock with a replay that holds deliveries and waits for the event.
         events = events.select_for_update(no_key=True, of=("self",))
-        deliveries = deliveries.select_for_update()
+        if connection.features.has_select_for_update_skip_locked:
+            deliveries = deliveries.select_for_update(skip_locked=True, of=("self",))
     events = list(events)
-    statuses = list(deliveries.values_list("event_id", "status"))
-    in_flight = {pk for pk, status in statuses if status == DeliveryStatus.IN_FLIGHT}
-    counts.busy = [e.public_id for e in events if e.pk in in_flight]
-    events = [e for e in events if e.pk not in in_flight]
+    statuses = list(deliveries.values_list("pk", "event_id", "status"))
+    got = {pk for pk, _, _ in statuses}
+    busy = {event_id for _, event_id, status in statuses if status == DeliveryStatus.IN_FLIGHT}
+    busy |= {event_id for pk, event_id in read if pk not in got}
+    counts.busy = [e.public_id for e in events if e.pk in busy]
+    events = [e for e in events if e.pk not in busy]
     fresh = [e for e in events if e.expunged_at is None]
     counts.events, counts.already = len(fresh), len(events) - len(fresh)
     done = [e.pk for e in events]

@@ -12,9 +12,11 @@ A class whose setting is empty is not pruned. `--older-than DAYS` applies one ag
 
 Batches of events (keyset by primary key), one transaction each, and only rows nobody
 is delivering are locked: statuses are read without a lock, then the events to delete
-and their deliveries are locked and the statuses checked again under the lock (a replay
-that made one pending meanwhile keeps its event). Drains never wait on a prune: what
-they claim and record is waiting or in flight, which a prune neither deletes nor locks.
+and their deliveries are locked (SKIP LOCKED: a row someone holds keeps its event for
+the next run, so a prune waits on nobody and cannot deadlock with a replay) and the
+statuses checked again under the lock (a replay that made one pending meanwhile keeps
+its event). Drains never wait on a prune: what they claim and record is waiting or in
+flight, which a prune neither deletes nor locks.
 """
 
 from collections.abc import Callable
@@ -69,7 +71,7 @@ class PruneResult:
     events: int = 0
     deliveries: int = 0
     attempts: int = 0
-    kept: int = 0  # events past retention kept because a delivery is still unfinished
+    kept: int = 0  # past retention, kept: a delivery still unfinished (or in use right now)
     failed_kept: int = 0  # failed events old enough for the succeeded retention only
 
     def add(self, other: "PruneResult") -> None:
@@ -143,8 +145,8 @@ def _doomed(rows, statuses, cutoffs, counts: PruneResult) -> list[int]:
 def _prune_batch(rows, cutoffs, *, dry_run: bool) -> PruneResult:
     counts = PruneResult()
     ids = [pk for pk, _ in rows]
-    statuses = Delivery.objects.filter(event_id__in=ids).values_list("event_id", "status")
-    doomed = _doomed(rows, list(statuses), cutoffs, counts)
+    read = list(Delivery.objects.filter(event_id__in=ids).values_list("pk", "event_id", "status"))
+    doomed = _doomed(rows, [(event_id, status) for _, event_id, status in read], cutoffs, counts)
     if not doomed:
         return counts
     if dry_run:
@@ -152,25 +154,35 @@ def _prune_batch(rows, cutoffs, *, dry_run: bool) -> PruneResult:
         counts.deliveries = Delivery.objects.filter(event_id__in=doomed).count()
         counts.attempts = DeliveryAttempt.objects.filter(delivery__event_id__in=doomed).count()
         return counts
-    # Locked, events first (the order replay and erasure take too), then checked again:
-    # a replay since the read above made a delivery pending → its event stays.
-    locked = set(
-        Event.objects.filter(pk__in=doomed).select_for_update().values_list("pk", flat=True)
-    )
+    # Locked, events first (the order replay and erasure take too), skipping rows
+    # someone else holds — a replay, a claim: such an event waits for the next run, and
+    # the prune never waits on anyone. Then checked again under the lock: a replay since
+    # the read above made a delivery pending (or added one) → its event stays.
+    locked = set(_skip_locked(Event.objects.filter(pk__in=doomed)).values_list("pk", flat=True))
     deliveries = list(
-        Delivery.objects.filter(event_id__in=locked)
-        .select_for_update()
-        .values_list("pk", "event_id", "status")
+        _skip_locked(Delivery.objects.filter(event_id__in=locked)).values_list(
+            "pk", "event_id", "status"
+        )
     )
+    got = {pk for pk, _, _ in deliveries}
     again = {event_id for _, event_id, status in deliveries if status in UNFINISHED_STATUSES}
+    again |= {event_id for pk, event_id, _ in read if event_id in locked and pk not in got}
+    again |= set(doomed) - locked
     counts.kept += len(again)
-    doomed = [pk for pk in doomed if pk in locked and pk not in again]
+    doomed = [pk for pk in doomed if pk not in again]
     delivery_ids = [pk for pk, event_id, _ in deliveries if event_id not in again]
     counts.events, counts.deliveries = len(doomed), len(delivery_ids)
     counts.attempts = _delete("deliveries_deliveryattempt", "delivery_id", delivery_ids)
     _delete("deliveries_delivery", "id", delivery_ids)
     _delete("events_event", "id", doomed)
     return counts
+
+
+def _skip_locked(queryset):
+    """FOR UPDATE SKIP LOCKED where the database has it (SQLite serializes writers)."""
+    if connection.features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True, of=("self",))
+    return queryset.select_for_update()
 
 
 def _delete(table: str, column: str, ids: list[int]) -> int:

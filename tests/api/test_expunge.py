@@ -190,7 +190,7 @@ def test_the_admin_shows_the_erasure_instead_of_the_payload(
     assert Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.CANCELLED
 
 
-def test_only_a_publisher_token_erases_and_unknown_events_are_404(
+def test_only_a_publisher_token_erases_and_bad_requests_change_nothing(
     event_types, receiver, partner, partner_api, publisher_api
 ):
     event, _ok, _failing = _event_with_history(receiver, partner)
@@ -198,6 +198,10 @@ def test_only_a_publisher_token_erases_and_unknown_events_are_404(
     assert refused.status_code == 403 and "publisher" in refused.json()["detail"]
     missing = publisher_api.delete("/api/v1/events/evt_00000000000000000000000000/payload/")
     assert missing.status_code == 404
+    with_body = publisher_api.delete(
+        f"/api/v1/events/{event.public_id}/payload/", {"reason": "x"}, format="json"
+    )
+    assert with_body.status_code == 400 and "reason" in with_body.json()["errors"]
     event.refresh_from_db()
     assert event.expunged_at is None and SECRET in event.body
     assert not AuditEntry.objects.filter(action=Action.EXPUNGED).exists()

@@ -3,6 +3,8 @@
 
 import io
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,6 +12,7 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import Action, AuditEntry
@@ -202,3 +205,37 @@ def test_expunge_payloads_before_a_time_and_its_help(event_types):
     assert Event.objects.get(pk=new.pk).expunged_at is None
     result = manage("expunge_payloads", "--help")
     assert result.returncode == 0 and "usage:" in result.stdout and "--partner" in result.stdout
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: PostgreSQL")
+def test_prune_and_erasure_skip_rows_someone_holds_instead_of_waiting(history, settings):
+    """A bulk replay (or a claim) holding a delivery: the prune and the erasure leave its
+    event for their next run at once — no waiting, no deadlock — and finish it then."""
+    dead = history["dead"]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        with transaction.atomic():
+            Delivery.objects.select_for_update().get(event=dead)
+            holding.set()
+            release.wait(30)
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        out = command("prune_events", "--older-than", "30")
+        assert "kept 2 events" in out and Event.objects.filter(pk=dead.pk).exists()
+        with pytest.raises(CommandError, match=f"1 events not erased.*{dead.public_id}"):
+            command("expunge_payloads", "--event", dead.public_id)
+        assert time.monotonic() - started < 5
+        assert Event.objects.get(pk=dead.pk).expunged_at is None
+    finally:
+        release.set()
+        holder.join()
+    out = command("expunge_payloads", "--event", dead.public_id)
+    assert "Erased the payloads of 1 events" in out
+    out = command("prune_events", "--older-than", "30")
+    assert "Deleted 1 events" in out and not Event.objects.filter(pk=dead.pk).exists()
