@@ -19,6 +19,7 @@ class Action(models.TextChoices):
     TEST_SENT = "endpoint.test_sent", _("Test event sent")
     RECOVERED = "endpoint.recovered", _("Failed deliveries recovered")
     REPLAYED = "event.replayed", _("Event replayed")
+    EXPUNGED = "event.expunged", _("Event payload erased")
     RETRIED = "delivery.retried", _("Deliveries retried now")
     CANCELLED = "delivery.cancelled", _("Deliveries cancelled")
     API_TOKEN_CREATED = "api_token.created", _("API token created")

@@ -5,6 +5,7 @@ import shlex
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -185,6 +186,7 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
         if delivery is not None:
             extra_context.update(
                 can_retry=delivery.status in RETRYABLE_STATUSES
+                and not delivery.event.is_expunged
                 and self.has_replay_permission(request),
                 can_cancel=delivery.status in WAITING_STATUSES
                 and self.has_replay_permission(request),
@@ -198,7 +200,12 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
         form = ReasonForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             reason = form.cleaned_data["reason"]
-            if delivery_retry_now(delivery, by=actor(request), reason=reason):
+            try:
+                queued = delivery_retry_now(delivery, by=actor(request), reason=reason)
+            except ValidationError as exc:  # its event's payload was erased
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
+                return redirect("admin:deliveries_delivery_change", delivery.pk)
+            if queued:
                 text = _("Delivery %(id)s queued: a worker sends it now.") % {
                     "id": delivery.public_id
                 }
@@ -374,6 +381,8 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("Request body (identical on every attempt)"))
     def request_body(self, delivery):
+        if delivery.event.is_expunged:
+            return format_html('<p id="payload-erased">{}</p>', delivery.event.expunged_notice())
         return format_html("<pre>{}</pre>", pretty_json(json.loads(delivery.event.body)))
 
     @admin.display(description=gettext_lazy("Last request as curl"))
@@ -381,6 +390,8 @@ class DeliveryAdmin(HistoryAdminMixin, admin.ModelAdmin):
         attempt = delivery.attempts.order_by("-number").first()
         if attempt is None:
             return _("not sent yet")
+        if delivery.event.is_expunged:
+            return delivery.event.expunged_notice()
         parts = ["curl", "-X", "POST", attempt.request_url]
         for name, value in attempt.request_headers.items():
             parts += ["-H", f"{name}: {value}"]

@@ -470,7 +470,7 @@ def event_routing(
         .values_list("endpoint_id", "event_type", "filter")
     ):
         subscriptions.setdefault(endpoint_id, []).append((pattern, spec))
-    envelope = json.loads(event.body)
+    envelope = None if event.is_expunged else json.loads(event.body)
     switches = _switches_before(event, [e for e in endpoints if e.pk not in deliveries])
     routes = []
     for endpoint in endpoints:
@@ -515,6 +515,12 @@ def _no_delivery(endpoint, event, type_name, patterns, subs, envelope, switch) -
             "not_subscribed",
             _("Not subscribed to %(type)s (subscribed to: %(listed)s).")
             % {"type": type_name, "listed": listed},
+        )
+    if envelope is None and (endpoint.filter or any(spec for _pattern, spec in matching)):
+        return Route(
+            endpoint,
+            "unknown",
+            _("Its filter cannot be checked: %(notice)s") % {"notice": event.expunged_notice()},
         )
     own = explain_mismatch(endpoint.filter, envelope)
     if own is not None:

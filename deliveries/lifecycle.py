@@ -333,12 +333,14 @@ def due_sooner(endpoint_id: int, *, now: datetime) -> int:
 
 def resend(queryset, *, trigger: str, by: str, now: datetime) -> list[tuple[int, int]]:
     """People asked to send these again now (retry, replay, recover): → pending, due
-    now, with who asked. In-flight rows are left alone (they are being sent). A test
+    now, with who asked. In-flight rows and those of erased events are left alone. A test
     event's delivery stays a test (sent once, never retried). Returns (id, endpoint id)
     of the rows changed."""
     with transaction.atomic():
         rows = list(
             queryset.exclude(status=DeliveryStatus.IN_FLIGHT)
+            # An erased event is never sent again (deliveries.erasure).
+            .filter(event__expunged_at__isnull=True)
             .select_for_update(of=("self",))
             .order_by("pk")
             .values_list("pk", "endpoint_id", "event__event_type__name")
@@ -361,8 +363,9 @@ def resend(queryset, *, trigger: str, by: str, now: datetime) -> list[tuple[int,
     return [(pk, endpoint_id) for pk, endpoint_id, _ in rows]
 
 
-def cancel(queryset, *, by: str, now: datetime) -> list[tuple[int, int]]:
-    """Waiting → cancelled. Returns (id, endpoint id) of the rows cancelled."""
+def cancel(queryset, *, by: str, now: datetime, note: str = "") -> list[tuple[int, int]]:
+    """Waiting → cancelled (`note`: why, after who, in `last_error`). Returns (id,
+    endpoint id) of the rows cancelled."""
     with transaction.atomic():
         rows = list(
             queryset.filter(status__in=WAITING_STATUSES)
@@ -376,7 +379,7 @@ def cancel(queryset, *, by: str, now: datetime) -> list[tuple[int, int]]:
             claimed_until=None,
             lease_token="",
             completed_at=now,
-            last_error=f"cancelled by {by}"[:500],
+            last_error=(f"cancelled by {by}: {note}" if note else f"cancelled by {by}")[:500],
             updated_at=now,
         )
     return rows

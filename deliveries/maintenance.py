@@ -1,4 +1,5 @@
-"""Bulk upkeep behind the cron commands: replay, recover stuck deliveries, prune.
+"""Bulk upkeep behind the cron commands: replay, recover stuck deliveries. (Pruning is
+`deliveries.retention`, erasing payloads `deliveries.erasure`.)
 
 Each works in batches (keyset pagination by primary key, one transaction per batch, so
 no table is ever loaded into memory), reports each batch through an optional
@@ -9,26 +10,23 @@ and the workers are busy:
   re-checks the status under the lock, so two overlapping runs never queue the same
   delivery twice, and a delivery that is pending or in flight is never re-sent;
 - recovery is the dispatcher's own work (expired leases reclaimed under SKIP LOCKED,
-  endpoints with due work woken);
-- pruning locks the deliveries of a batch of events before deleting, so a replay that
-  races it either happens first (and the event is kept) or finds nothing.
+  endpoints with due work woken).
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.db import IntegrityError, connection, transaction
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.models import Action
 from deliveries import lifecycle
 from deliveries.dispatch import endpoints_to_wake, wake
-from deliveries.models import Delivery, DeliveryAttempt
-from deliveries.selectors import REPLAYABLE_STATUSES, UNFINISHED_STATUSES, stuck_deliveries
+from deliveries.models import Delivery
+from deliveries.selectors import REPLAYABLE_STATUSES, stuck_deliveries
 from deliveries.services import audit_per_endpoint, event_replay
-from events.models import Event
 
 Progress = Callable[[int], None] | None
 
@@ -54,7 +52,10 @@ def deliveries_replay(
     webhook-id) through `event_replay`, queued when its batch commits. Returns how many
     were queued. `progress` is called once per batch, inside its transaction.
     """
-    queryset = queryset.filter(status__in=REPLAYABLE_STATUSES).order_by("pk")
+    # Erased events are never sent again (deliveries.erasure): not candidates at all.
+    queryset = queryset.filter(
+        status__in=REPLAYABLE_STATUSES, event__expunged_at__isnull=True
+    ).order_by("pk")
     done, last_pk = 0, 0
     while limit is None or done < limit:
         size = batch_size if limit is None else min(batch_size, limit - done)
@@ -71,7 +72,13 @@ def deliveries_replay(
             )
             replayed = []
             for delivery in rows:
-                if event_replay(delivery.event, endpoint=delivery.endpoint, by=by, audit=False):
+                try:
+                    queued = event_replay(
+                        delivery.event, endpoint=delivery.endpoint, by=by, audit=False
+                    )
+                except ValidationError:  # its payload was erased since the batch was read
+                    continue
+                if queued:
                     replayed.append((delivery.pk, delivery.endpoint_id))
             done += len(replayed)
             audit_per_endpoint(Action.REPLAYED, replayed, by=by)
@@ -103,68 +110,3 @@ def deliveries_recover_stuck(*, progress: Progress = None) -> int:
     if progress and total:
         progress(total)
     return total
-
-
-@dataclass
-class PruneResult:
-    events: int = 0
-    deliveries: int = 0
-    attempts: int = 0
-    kept: int = 0  # events past retention kept because a delivery is still unfinished
-
-
-def events_prune(
-    *,
-    older_than: timedelta,
-    dry_run: bool = False,
-    batch_size: int = 500,
-    now: datetime | None = None,
-    progress: Progress = None,
-) -> PruneResult:
-    """Delete events created more than `older_than` ago with their deliveries and
-    attempts, a batch of events per transaction. An event with a delivery that is
-    pending, retrying or in flight is kept whole. `dry_run` counts, deletes nothing."""
-    cutoff = (now or timezone.now()) - older_than
-    result = PruneResult()
-    candidates = Event.objects.filter(created_at__lt=cutoff).order_by("pk")
-    last_pk = 0
-    while True:
-        ids = list(candidates.filter(pk__gt=last_pk).values_list("pk", flat=True)[:batch_size])
-        if not ids:
-            break
-        last_pk = ids[-1]
-        try:
-            with transaction.atomic():
-                counts = _prune_batch(ids, dry_run=dry_run)
-        except IntegrityError:
-            # A replay created a delivery for one of these events meanwhile: keep them.
-            counts = PruneResult(kept=len(ids))
-        for name in ("events", "deliveries", "attempts", "kept"):
-            setattr(result, name, getattr(result, name) + getattr(counts, name))
-        if progress:
-            progress(len(ids))
-    return result
-
-
-def _prune_batch(ids: list[int], *, dry_run: bool) -> PruneResult:
-    deliveries = Delivery.objects.filter(event_id__in=ids)
-    if not dry_run:
-        # Locked: a replay of one of these cannot make it pending behind our back.
-        deliveries = deliveries.select_for_update()
-    rows = list(deliveries.values_list("event_id", "status"))
-    keep = {event_id for event_id, status in rows if status in UNFINISHED_STATUSES}
-    doomed = [pk for pk in ids if pk not in keep]
-    counts = PruneResult(
-        events=len(doomed),
-        deliveries=sum(1 for event_id, _ in rows if event_id not in keep),
-        kept=len(keep),
-    )
-    attempts = DeliveryAttempt.objects.filter(delivery__event_id__in=doomed)
-    if dry_run:
-        counts.attempts = attempts.count()
-        return counts
-    counts.attempts = attempts.delete()[0]
-    # `.only("pk")`: the deletion collector must not load event bodies and payloads.
-    Delivery.objects.filter(event_id__in=doomed).only("pk").delete()
-    Event.objects.filter(pk__in=doomed).only("pk").delete()
-    return counts

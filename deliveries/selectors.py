@@ -159,12 +159,13 @@ def deliveries_for_replay(
 ) -> QuerySet:
     """Deliveries matching the replay filters (created in [since, until)).
 
-    Never pending or in-flight ones. `event_type` is a name or a wildcard (`order.*`,
-    `*`). Deliveries to disabled endpoints are left out unless `include_disabled`
-    (replaying them would only park them until the endpoint is switched on).
+    Never pending or in-flight ones, nor those of events whose payload was erased.
+    `event_type` is a name or a wildcard (`order.*`, `*`). Deliveries to disabled
+    endpoints are left out unless `include_disabled` (replaying them would only park
+    them until the endpoint is switched on).
     """
     statuses = [s for s in statuses if s in REPLAYABLE_STATUSES]
-    rows = Delivery.objects.filter(status__in=statuses)
+    rows = Delivery.objects.filter(status__in=statuses, event__expunged_at__isnull=True)
     if endpoints:
         rows = rows.filter(endpoint__in=endpoints)
     if partner is not None:

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit.models import Action
 from audit.services import MAX_IDS, audit_bulk, audit_record
@@ -63,10 +64,36 @@ def audit_per_endpoint(
     audit_bulk(action, groups, by=by, reason=reason, details=details)
 
 
+def refuse_if_expunged(event: Event) -> None:
+    """Raise a ValidationError (code `expunged`) if the event's payload was erased, or
+    if the event was pruned meanwhile.
+
+    Inside the caller's transaction the event row stays locked (FOR NO KEY UPDATE, which
+    publishing and delivering never take) until it ends, so an erasure or a prune cannot
+    slip in between this check and what the caller queues."""
+    erased = (
+        Event.objects.filter(pk=event.pk)
+        .select_for_update(no_key=True)
+        .values_list("expunged_at", flat=True)
+    )
+    if not erased:
+        raise ValidationError(
+            _("%(event)s no longer exists (retention).") % {"event": event.public_id}
+        )
+    if erased[0] is not None:
+        raise ValidationError(
+            _("The payload of %(event)s was erased at %(when)s: it cannot be sent again.")
+            % {"event": event.public_id, "when": erased[0].strftime("%Y-%m-%d %H:%M UTC")},
+            code="expunged",
+        )
+
+
 def delivery_retry_now(delivery: Delivery, *, by: str, reason: str = "") -> bool:
     """Send a failed, dead or cancelled delivery again now. False if it is in flight or
-    already succeeded (replay the event for that)."""
+    already succeeded (replay the event for that); a ValidationError if its event's
+    payload was erased."""
     with transaction.atomic():
+        refuse_if_expunged(delivery.event)
         rows = _resend(
             Delivery.objects.filter(pk=delivery.pk, status__in=RETRYABLE_STATUSES),
             trigger=Trigger.MANUAL,
@@ -92,12 +119,13 @@ def delivery_cancel(delivery: Delivery, *, by: str, reason: str = "") -> bool:
     return bool(deliveries_cancel(Delivery.objects.filter(pk=delivery.pk), by=by, reason=reason))
 
 
-def deliveries_cancel(queryset: QuerySet, *, by: str, reason: str = "") -> int:
+def deliveries_cancel(queryset: QuerySet, *, by: str, reason: str = "", note: str = "") -> int:
     """Cancel the waiting deliveries among `queryset`; returns how many. The next
-    delivery of an ordered endpoint whose head was cancelled becomes due."""
+    delivery of an ordered endpoint whose head was cancelled becomes due. (`note`: why,
+    in each delivery's `last_error`.)"""
     now = timezone.now()
     with transaction.atomic():
-        rows = lifecycle.cancel(queryset, by=by, now=now)
+        rows = lifecycle.cancel(queryset, by=by, now=now, note=note)
         audit_per_endpoint(Action.CANCELLED, rows, by=by, reason=reason)
         ordered = set(
             Endpoint.objects.filter(pk__in={e for _, e in rows}, ordered=True).values_list(
@@ -124,25 +152,11 @@ def event_replay(
     refused. With `partner`, only that partner's endpoints are candidates (a partner
     replaying a broadcast must not re-send it to everyone). Returns the number of
     deliveries queued. (`audit=False`: the caller writes the audit trail for a batch.)
+    An event whose payload was erased is refused (ValidationError, code `expunged`).
     """
-    if endpoint is not None:
-        if event.partner_id is not None and endpoint.partner_id != event.partner_id:
-            raise ValidationError(
-                {"endpoint": "That endpoint does not belong to this event's partner."}
-            )
-        target_ids = {endpoint.pk}
-    else:
-        target_ids = set(
-            endpoint_ids_for_event(event.event_type.name, event.partner, json.loads(event.body))
-        )
-        target_ids |= set(event.deliveries.values_list("endpoint_id", flat=True))
-    if partner is not None:
-        if endpoint is not None and endpoint.partner_id != partner.pk:
-            raise ValidationError({"endpoint": "That endpoint does not belong to this partner."})
-        target_ids = set(
-            Endpoint.objects.filter(pk__in=target_ids, partner=partner).values_list("pk", flat=True)
-        )
     with transaction.atomic():
+        refuse_if_expunged(event)
+        target_ids = _replay_targets(event, endpoint=endpoint, partner=partner)
         existing = dict(
             event.deliveries.filter(endpoint_id__in=target_ids).values_list("endpoint_id", "pk")
         )
@@ -164,11 +178,37 @@ def event_replay(
     return count
 
 
+def _replay_targets(
+    event: Event, *, endpoint: Endpoint | None, partner: Partner | None
+) -> set[int]:
+    if endpoint is not None:
+        if event.partner_id is not None and endpoint.partner_id != event.partner_id:
+            raise ValidationError(
+                {"endpoint": "That endpoint does not belong to this event's partner."}
+            )
+        target_ids = {endpoint.pk}
+    else:
+        target_ids = set(
+            endpoint_ids_for_event(event.event_type.name, event.partner, json.loads(event.body))
+        )
+        target_ids |= set(event.deliveries.values_list("endpoint_id", flat=True))
+    if partner is not None:
+        if endpoint is not None and endpoint.partner_id != partner.pk:
+            raise ValidationError({"endpoint": "That endpoint does not belong to this partner."})
+        target_ids = set(
+            Endpoint.objects.filter(pk__in=target_ids, partner=partner).values_list("pk", flat=True)
+        )
+    return target_ids
+
+
 def endpoint_failed_since(endpoint: Endpoint, since: datetime) -> QuerySet:
     """Deliveries to `endpoint` created since `since` that have not been received
     (test events are not traffic: they are not recovered)."""
     return Delivery.objects.filter(
-        endpoint=endpoint, created_at__gte=since, status__in=FAILED_STATUSES
+        endpoint=endpoint,
+        created_at__gte=since,
+        status__in=FAILED_STATUSES,
+        event__expunged_at__isnull=True,  # never sent again
     ).exclude(event__event_type__name=TEST_EVENT_TYPE)
 
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
@@ -175,7 +176,12 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_replay": self.has_replay_permission(request)}
+        erased = (
+            str(object_id).isdigit()
+            and Event.objects.filter(pk=object_id, expunged_at__isnull=False).exists()
+        )
+        can_replay = self.has_replay_permission(request) and not erased
+        extra_context = {**(extra_context or {}), "can_replay": can_replay}
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description=gettext_lazy("Where it went, and why not elsewhere"))
@@ -200,13 +206,20 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
         form.fields["endpoints"].queryset = Endpoint.objects.filter(
             pk__in=self._replay_candidates(event)
         ).select_related("partner")
+        if event.is_expunged:
+            self.message_user(request, self._erased(event), messages.ERROR)
+            return redirect("admin:events_event_change", event.pk)
         if request.method == "POST" and form.is_valid():
             reason = form.cleaned_data["reason"]
             targets = list(form.cleaned_data["endpoints"]) or [None]
-            queued = sum(
-                event_replay(event, endpoint=endpoint, by=actor(request), reason=reason)
-                for endpoint in targets
-            )
+            try:
+                queued = sum(
+                    event_replay(event, endpoint=endpoint, by=actor(request), reason=reason)
+                    for endpoint in targets
+                )
+            except ValidationError as exc:  # erased meanwhile
+                self.message_user(request, " ".join(exc.messages), messages.ERROR)
+                return redirect("admin:events_event_change", event.pk)
             self.message_user(
                 request,
                 _("Replaying %(event)s: %(n)s deliveries queued.")
@@ -227,6 +240,13 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
                 "single": True,
             },
         )
+
+    @staticmethod
+    def _erased(event) -> str:
+        return _("%(event)s cannot be replayed: %(notice)s") % {
+            "event": event.public_id,
+            "notice": event.expunged_notice(),
+        }
 
     @staticmethod
     def _replay_candidates(event) -> set[int]:
@@ -279,6 +299,12 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("Envelope as sent"))
     def envelope(self, event):
+        if event.is_expunged:
+            return format_html(
+                '<p id="payload-erased"><strong>{}</strong> {}</p>',
+                event.expunged_notice(),
+                _("By %(who)s. It can no longer be replayed.") % {"who": event.expunged_by},
+            )
         pretty = json.dumps(json.loads(event.body), indent=2, ensure_ascii=False)
         return format_html(
             "<pre>{}</pre><details><summary>{}</summary><pre>{}</pre></details>",
@@ -296,6 +322,11 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
     @admin.action(description=gettext_lazy("Replay selected events…"), permissions=["replay"])
     def replay(self, request, queryset):
         events = list(queryset.select_related("event_type", "partner")[:100])
+        for event in [e for e in events if e.is_expunged]:
+            self.message_user(request, self._erased(event), messages.WARNING)
+        events = [e for e in events if not e.is_expunged]
+        if not events:
+            return None
         candidates = set()
         for event in events:
             candidates |= self._replay_candidates(event)
@@ -316,12 +347,16 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
                     ):
                         refused += 1
                         continue
-                    queued += event_replay(
-                        event,
-                        endpoint=endpoint,
-                        by=actor(request),
-                        reason=form.cleaned_data["reason"],
-                    )
+                    try:
+                        queued += event_replay(
+                            event,
+                            endpoint=endpoint,
+                            by=actor(request),
+                            reason=form.cleaned_data["reason"],
+                        )
+                    except ValidationError as exc:  # erased meanwhile
+                        self.message_user(request, " ".join(exc.messages), messages.WARNING)
+                        break
             if refused:
                 text = _(
                     "Replaying: %(queued)s deliveries queued for %(events)s event(s) "

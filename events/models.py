@@ -120,8 +120,14 @@ class EventType(models.Model):
         return self.archived_at is not None
 
 
+# What an erased event keeps of its payload (`deliveries.erasure`).
+EXPUNGED_PAYLOAD = {"expunged": True}
+
+
 class Event(models.Model):
-    """Something that happened, as it was published. Never changed after creation.
+    """Something that happened, as it was published. Never changed after creation, but
+    for one thing: an erasure (`expunged_at`) replaces its payload and body with a
+    tombstone and keeps everything else.
 
     `body` is the envelope `{"id","type","timestamp","data"}` serialized once at publish;
     every attempt and replay sends exactly these bytes.
@@ -165,6 +171,16 @@ class Event(models.Model):
     created_at = models.DateTimeField(
         auto_now_add=True, db_index=True, verbose_name=_("created at")
     )
+    expunged_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("When its payload was erased; it can no longer be sent."),
+        verbose_name=_("payload erased at"),
+    )
+    expunged_by = models.CharField(
+        max_length=150, blank=True, editable=False, verbose_name=_("payload erased by")
+    )
 
     class Meta:
         verbose_name = _("event")
@@ -180,3 +196,13 @@ class Event(models.Model):
 
     def __repr__(self):
         return f"<Event {self.public_id} {self.event_type_id}>"
+
+    @property
+    def is_expunged(self) -> bool:
+        return self.expunged_at is not None
+
+    def expunged_notice(self) -> str:
+        """What every screen shows instead of an erased payload."""
+        return _("Payload erased at %(when)s.") % {
+            "when": self.expunged_at.strftime("%Y-%m-%d %H:%M UTC")
+        }

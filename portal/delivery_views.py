@@ -91,9 +91,11 @@ def delivery_view(request, delivery_id):
             "delivery": delivery,
             "why": delivery_reasons([delivery])[delivery.pk],
             "status_label": STATUS_LABELS.get(delivery.status, delivery.status),
-            "retryable": delivery.status in RETRYABLE_STATUSES,
+            "retryable": delivery.status in RETRYABLE_STATUSES and not delivery.event.is_expunged,
             "attempts": attempts,
-            "payload": json.dumps(delivery.event.payload, indent=2, ensure_ascii=False),
+            "payload": delivery.event.expunged_notice()
+            if delivery.event.is_expunged
+            else json.dumps(delivery.event.payload, indent=2, ensure_ascii=False),
             "schema_check": schema_check(delivery.event),
             "nav": "deliveries",
         },
@@ -104,11 +106,16 @@ def delivery_view(request, delivery_id):
 @partner_required
 def retry_view(request, delivery_id):
     delivery = queries.partner_delivery(request.partner, delivery_id)
-    if delivery_retry_now(delivery, by=request.portal_by):
+    try:
+        queued = delivery_retry_now(delivery, by=request.portal_by)
+    except ValidationError as exc:  # its event's payload was erased
+        messages.error(request, " ".join(exc.messages))
+        queued = None
+    if queued:
         messages.success(
             request, _("Delivery %(id)s is sent again now.") % {"id": delivery.public_id}
         )
-    else:
+    elif queued is not None:
         messages.warning(
             request,
             _("Delivery %(id)s is in flight or already delivered: nothing to retry.")

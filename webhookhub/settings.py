@@ -198,6 +198,11 @@ WEBHOOKHUB_ENCRYPTION_KEY = env.list("WEBHOOKHUB_ENCRYPTION_KEY", default=[])
 WEBHOOKHUB_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKHUB_ALLOW_PRIVATE_URLS", default=False)
 WEBHOOKHUB_REQUIRE_HTTPS = env.bool("WEBHOOKHUB_REQUIRE_HTTPS", default=False)
 WEBHOOKHUB_MAX_PAYLOAD_BYTES = env.int("WEBHOOKHUB_MAX_PAYLOAD_BYTES", default=256 * 1024)
+# Retention (`manage.py prune_events` without --older-than), in days; empty: that class
+# is kept forever. Succeeded: every delivery succeeded (or there was none); failed: a
+# delivery is dead or cancelled. Events with a delivery still under way are always kept.
+WEBHOOKHUB_RETENTION_DAYS_SUCCEEDED = env.str("WEBHOOKHUB_RETENTION_DAYS_SUCCEEDED", default="")
+WEBHOOKHUB_RETENTION_DAYS_FAILED = env.str("WEBHOOKHUB_RETENTION_DAYS_FAILED", default="")
 # Seconds each process keeps publish()'s lookups (event types, partners, subscriptions
 # with compiled filters) before reading them again; edits made in the same process apply
 # at once. 0: read them for every event.

@@ -415,13 +415,14 @@ def bulk_load(timer, now, n_events, n_attempts):
         cur.execute(
             f"""
             INSERT INTO events_event (id, public_id, event_type_id, partner_id, source,
-                payload, body, idempotency_key, tags, occurred_at, created_at)
+                payload, body, idempotency_key, tags, schema_problems, occurred_at, created_at,
+                expunged_by)
             SELECT y.n, y.public_id, y.type_id, y.partner_id, y.source, y.data::jsonb,
                 '{{"id":"' || y.public_id || '","type":"' || y.type_name
                     || '","timestamp":"'
                     || to_char(y.occurred AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
                     || '","data":' || y.data || '}}',
-                y.idem, y.tags, y.occurred, y.created
+                y.idem, y.tags, '[]'::jsonb, y.occurred, y.created, ''
             FROM (
                 SELECT z.n, z.public_id, z.created, z.occurred, z.idem, z.tags, z.source,
                     CASE WHEN z.test THEN {test_type} ELSE z.type_id END AS type_id,

@@ -58,6 +58,11 @@ class EventSerializer(serializers.Serializer):
         help_text="`warn` mode: where `data` did not validate (the first few); empty when "
         "it did or was not checked.",
     )
+    expunged_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the payload was erased (`DELETE …/payload/`): `data` is then "
+        '`{"expunged": true}` and the event cannot be sent again. null: not erased.',
+    )
 
     @extend_schema_field({"type": "string", "nullable": True})
     def get_partner(self, event) -> str | None:
@@ -126,6 +131,17 @@ class EventBatchSerializer(serializers.ListSerializer):
 class EventBatchResultSerializer(serializers.Serializer):
     events = EventSerializer(many=True, help_text="In the order they were sent.")
     created = serializers.IntegerField(help_text="How many are new (others were repeats).")
+
+
+class ExpungedSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The event (`evt_…`).")
+    expunged_at = serializers.DateTimeField(help_text="When its payload was erased.")
+    deliveries_cancelled = serializers.IntegerField(
+        help_text="Deliveries that were still waiting and are cancelled (0 on a repeat)."
+    )
+    attempts_emptied = serializers.IntegerField(
+        help_text="Attempts whose response body and headers were emptied."
+    )
 
 
 class ReplaySerializer(StrictSerializer):

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -15,6 +16,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from deliveries.erasure import event_expunge
 from deliveries.explain import event_routing
 from deliveries.models import Delivery
 from deliveries.services import event_replay
@@ -29,14 +31,17 @@ from events.api.serializers import (
     EventSerializer,
     EventTypeCreateSerializer,
     EventTypeSerializer,
+    ExpungedSerializer,
     ReplaySerializer,
     RoutingSerializer,
 )
 from events.catalog import event_type_archive, event_type_create, event_type_unarchive
 from events.models import Event, EventType
 from events.services import MAX_IDEMPOTENCY_KEY_LENGTH, event_publish, events_publish_batch
+from webhookhub.api.exceptions import Conflict
 from webhookhub.api.pagination import NameCursorPagination
 from webhookhub.api.permissions import ANY_ROLE, PUBLISHER
+from webhookhub.api.schema import ErrorSerializer
 from webhookhub.api.scoping import ScopedQuerysetMixin, scope_queryset
 from webhookhub.api.views import ApiViewMixin
 
@@ -62,10 +67,10 @@ class EventViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Publisher tokens publish; both roles read (a partner only its own events and the
-    broadcasts it received) and replay."""
+    """Publisher tokens publish and erase payloads; both roles read (a partner only its
+    own events and the broadcasts it received) and replay."""
 
-    roles = {"create": {PUBLISHER}, "batch": {PUBLISHER}, "*": ANY_ROLE}
+    roles = {"create": {PUBLISHER}, "batch": {PUBLISHER}, "payload": {PUBLISHER}, "*": ANY_ROLE}
     throttle_scopes = {"create": "publish", "batch": "publish"}
     filterset_class = EventFilter
 
@@ -205,6 +210,42 @@ class EventViewSet(
                 raise ValidationError({"endpoint": [f"Unknown endpoint {data['endpoint']!r}."]})
         queued = event_replay(event, endpoint=endpoint, partner=client.partner, by=client.actor)
         return Response(QueuedSerializer({"queued": queued}).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Erase an event's payload",
+        description="Replaces the payload, the stored body and every attempt's response "
+        'body and headers with a tombstone (`data` becomes `{"expunged": true}`); '
+        "keeps the ids, type, statuses, timings and the audit trail. Deliveries still "
+        "waiting are cancelled; the event can no longer be replayed or retried (409). "
+        "Idempotent: a repeat answers 200 again. 409 while one of its deliveries is "
+        "being sent (a few seconds at most): try again.",
+        request=None,
+        responses={
+            200: ExpungedSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="A delivery is in flight."),
+        },
+    )
+    @action(detail=True, methods=["delete"])
+    def payload(self, request, id=None):
+        event = self.get_object()
+        self.validated(None)
+        result = event_expunge(event, by=request.user.actor)
+        if result.busy:
+            raise Conflict(
+                _(
+                    "A delivery of %(event)s is being sent right now; erase its payload "
+                    "again in a few seconds."
+                )
+                % {"event": event.public_id}
+            )
+        event.refresh_from_db(fields=["expunged_at"])
+        body = {
+            "id": event.public_id,
+            "expunged_at": event.expunged_at,
+            "deliveries_cancelled": result.deliveries_cancelled,
+            "attempts_emptied": result.attempts,
+        }
+        return Response(ExpungedSerializer(body).data)
 
     @extend_schema(
         summary="Where the event went, and why not elsewhere",

@@ -12,6 +12,7 @@ from django.urls import resolve
 from deliveries.models import Delivery
 from endpoints.models import Endpoint
 from endpoints.services import endpoint_disable, subscriptions_set
+from events.models import Event
 from events.services import publish
 from tests.factories import make_endpoint
 
@@ -35,6 +36,11 @@ OBJECT_ROUTES = [
     ("get", "/api/v1/events/{evt}/routing/", None),
     ("get", "/api/v1/deliveries/{dlv}/", None),
     ("post", "/api/v1/deliveries/{dlv}/retry/", None),
+]
+# Publisher-only routes with an object id: a partner token is refused on its role (403,
+# the same answer whatever the id, before any object is looked up).
+PUBLISHER_ROUTES = [
+    ("delete", "/api/v1/events/{evt}/payload/", None),
 ]
 NONEXISTENT = {"ep": "ep_01AAAAAAAAAAAAAAAAAAAAAAAA", "evt": "evt_01AAAAAAAAAAAAAAAAAAAAAAAA",
                "dlv": "dlv_01AAAAAAAAAAAAAAAAAAAAAAAA"}  # fmt: skip
@@ -143,6 +149,19 @@ def test_a_broadcast_is_visible_to_the_partners_it_reached_and_replays_only_to_t
     assert [d["reason"]["code"] for d in seen] == ["held_endpoint_off"]
 
 
+@pytest.mark.parametrize(("method", "template", "body"), PUBLISHER_ROUTES)
+def test_a_partner_token_is_refused_publisher_routes_whatever_the_id(
+    world, partner, other_partner, partner_api, method, template, body
+):
+    answers = [
+        getattr(partner_api, method)(template.format(**ids))
+        for ids in (world[partner.pk], world[other_partner.pk], NONEXISTENT)
+    ]
+    assert {a.status_code for a in answers} == {403}
+    assert len({a.content for a in answers}) == 1
+    assert not Event.objects.filter(expunged_at__isnull=False).exists()
+
+
 def test_publisher_may_not_use_partner_routes(world, partner, publisher_api):
     ids = world[partner.pk]
     for path in ("/api/v1/endpoints/", f"/api/v1/endpoints/{ids['ep']}/",
@@ -159,5 +178,8 @@ def test_matrix_covers_every_object_route():
     from webhookhub.api.urls import router
 
     with_id = {route.name for route in router.urls if "(?P<id>" in str(route.pattern)}
-    covered = {resolve(template.format(**NONEXISTENT)).url_name for _, template, _ in OBJECT_ROUTES}
+    covered = {
+        resolve(template.format(**NONEXISTENT)).url_name
+        for _, template, _ in OBJECT_ROUTES + PUBLISHER_ROUTES
+    }
     assert with_id == covered

@@ -17,6 +17,8 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 PAYLOAD_TOO_LARGE = "payload_too_large"
+# A service's refusal to send an event whose payload was erased: a 409, not a 400.
+EXPUNGED = "expunged"
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -55,6 +57,8 @@ def from_django(exc: DjangoValidationError) -> exceptions.APIException:
         codes = {error.code for error in exc.error_list}
     if PAYLOAD_TOO_LARGE in codes:
         return PayloadTooLarge(detail=_summary(flatten(errors)))
+    if EXPUNGED in codes:
+        return Conflict(" ".join(message for messages in errors.values() for message in messages))
     return exceptions.ValidationError(errors)
 
 
