@@ -23,6 +23,7 @@ from deliveries.models import (
     FAILED_STATUSES,
     RETRYABLE_STATUSES,
     TEST_EVENT_TYPE,
+    TEST_LIKE_EVENT_TYPES,
     Delivery,
     DeliveryAttempt,
     Trigger,
@@ -166,10 +167,10 @@ def event_replay(
 
 def endpoint_failed_since(endpoint: Endpoint, since: datetime) -> QuerySet:
     """Deliveries to `endpoint` created since `since` that have not been received
-    (test events are not traffic: they are not recovered)."""
+    (test events and verification challenges are not traffic: they are not recovered)."""
     return Delivery.objects.filter(
         endpoint=endpoint, created_at__gte=since, status__in=FAILED_STATUSES
-    ).exclude(event__event_type__name=TEST_EVENT_TYPE)
+    ).exclude(event__event_type__name__in=TEST_LIKE_EVENT_TYPES)
 
 
 def endpoint_recover(endpoint: Endpoint, *, since: datetime, by: str, reason: str = "") -> int:
