@@ -17,8 +17,8 @@ from deliveries import health, lifecycle, notices
 from deliveries.dispatch import wake_on_commit
 from deliveries.models import Delivery
 from deliveries.services import deliveries_cancel
-from endpoints.models import Endpoint
 from deliveries.verification import endpoint_verification_send
+from endpoints.models import Endpoint
 from endpoints.signals import endpoint_switched, endpoint_verified, verification_needed
 
 

@@ -32,14 +32,14 @@ MASK = "••••"
 ANSWERED_BY = "system"
 
 
-def endpoint_verification_send(endpoint: Endpoint, *, by: str) -> Delivery:
+def endpoint_verification_send(endpoint: Endpoint, *, by: str, reason: str = "") -> Delivery:
     """Send `endpoint` a new challenge ("verify again", creation, URL change): it is
     unverified until that challenge is answered. Returns the challenge's delivery,
     queued for the workers. Raises `Endpoint.DoesNotExist` if it was deleted meanwhile."""
     with transaction.atomic():
         # Locked, as a test's: a concurrent DELETE finishes first or waits for us.
         locked = Endpoint.objects.select_for_update().select_related("partner").get(pk=endpoint.pk)
-        challenge = endpoint_challenge_new(endpoint, by=by)
+        challenge = endpoint_challenge_new(endpoint, by=by, reason=reason)
         data = {"challenge": challenge, "endpoint_id": locked.public_id, "url": locked.url}
         event, _created = event_publish(
             VERIFICATION_EVENT_TYPE,

@@ -48,7 +48,7 @@ def challenge_matches(endpoint: Endpoint, challenge) -> bool:
 
 
 @transaction.atomic
-def endpoint_challenge_new(endpoint: Endpoint, *, by: str) -> str:
+def endpoint_challenge_new(endpoint: Endpoint, *, by: str, reason: str = "") -> str:
     """A new challenge for `endpoint`: it is unverified from now until it is answered
     (its deliveries are held while verification is required). Returns the challenge,
     which is not stored: send it, then forget it."""
@@ -63,7 +63,9 @@ def endpoint_challenge_new(endpoint: Endpoint, *, by: str) -> str:
         verification_challenge_hash=endpoint.verification_challenge_hash,
         updated_at=now,
     )
-    audit_record(Action.VERIFICATION_SENT, endpoint, by=by, details={"url": endpoint.url})
+    audit_record(
+        Action.VERIFICATION_SENT, endpoint, by=by, reason=reason, details={"url": endpoint.url}
+    )
     return challenge
 
 

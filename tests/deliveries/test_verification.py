@@ -44,9 +44,9 @@ def verify_signature(endpoint, request) -> dict:
 
 def audit_actions(endpoint) -> list[str]:
     return list(
-        AuditEntry.objects.filter(object_id=endpoint.public_id).order_by("id").values_list(
-            "action", flat=True
-        )
+        AuditEntry.objects.filter(object_id=endpoint.public_id)
+        .order_by("id")
+        .values_list("action", flat=True)
     )
 
 
@@ -95,9 +95,7 @@ def test_new_endpoint_is_held_until_it_answers_then_its_deliveries_arrive_signed
     assert (verified.actor, verified.details["how"]) == ("system", "answered")
 
 
-def test_a_2xx_without_the_challenge_verifies_nothing_and_says_why(
-    event_types, receiver, required
-):
+def test_a_2xx_without_the_challenge_verifies_nothing_and_says_why(event_types, receiver, required):
     receiver.default = Response(200, "ok")
     endpoint = make_endpoint(url=receiver.url_for())
     event = publish("order.paid", {"n": 1}, partner=endpoint.partner)
