@@ -7,8 +7,9 @@ the rate limit and the verification hold itself, once, never retried. Its payloa
 `{"challenge", "endpoint_id", "url"}`. The endpoint is verified when that request is
 answered 2xx with the JSON object `{"challenge": "<the value>"}`; a 2xx without it is
 a failed attempt that says why. Partners never read the challenge back from webhookhub
-(only from the request they received): the event's stored payload shows it masked, and
-an answer that echoes it is stored with it masked.
+(only from the request they received): the event's stored payload — what the portal and
+the API show — has it masked, and an answer that echoes it is stored with it masked.
+(The exact bytes, `body`, keep it: they are what was signed and sent.)
 """
 
 import json
