@@ -24,6 +24,7 @@ from deliveries.models import (
     RETRYABLE_STATUSES,
     TEST_EVENT_TYPE,
     TEST_LIKE_EVENT_TYPES,
+    VERIFICATION_EVENT_TYPE,
     Delivery,
     DeliveryAttempt,
     Trigger,
@@ -137,6 +138,14 @@ def event_replay(
             endpoint_ids_for_event(event.event_type.name, event.partner, json.loads(event.body))
         )
         target_ids |= set(event.deliveries.values_list("endpoint_id", flat=True))
+    if event.event_type.name == VERIFICATION_EVENT_TYPE:
+        # A challenge proves control of one endpoint's URL: it goes to no other endpoint.
+        own = set(event.deliveries.values_list("endpoint_id", flat=True))
+        if not target_ids <= own and endpoint is not None:
+            raise ValidationError(
+                {"endpoint": "A verification challenge goes only to the endpoint it verifies."}
+            )
+        target_ids &= own
     if partner is not None:
         if endpoint is not None and endpoint.partner_id != partner.pk:
             raise ValidationError({"endpoint": "That endpoint does not belong to this partner."})

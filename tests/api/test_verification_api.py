@@ -120,3 +120,28 @@ def test_verify_again_with_a_body_is_refused(event_types, partner, partner_api):
     )
     assert answer.status_code == 400
     assert not Delivery.objects.filter(endpoint=endpoint).exists()
+
+
+def test_a_challenge_is_never_replayed_to_another_endpoint(
+    event_types, partner, partner_api, receiver, required
+):
+    receiver.default = Response(500, "")
+    endpoint = make_endpoint(partner, url=receiver.url_for("/theirs"))
+    # The same partner's other endpoint, subscribed to webhookhub's own events.
+    mine = make_endpoint(
+        partner, name="mine", url=receiver.url_for("/mine"), event_types=["webhookhub.*"]
+    )
+    run_queue()
+    challenge = Delivery.objects.get(endpoint=endpoint).event
+    to_mine = partner_api.post(
+        f"/api/v1/events/{challenge.public_id}/replay/",
+        {"endpoint": mine.public_id},
+        format="json",
+    )
+    assert to_mine.status_code == 400, to_mine.content
+    assert "only to the endpoint it verifies" in str(to_mine.json()["errors"])
+    to_all = partner_api.post(f"/api/v1/events/{challenge.public_id}/replay/", {}, format="json")
+    assert to_all.status_code == 202 and to_all.json()["queued"] == 1
+    run_queue()
+    paths = [r.path for r in receiver.requests if r.json()["id"] == challenge.public_id]
+    assert paths == ["/theirs", "/theirs"]
