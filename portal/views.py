@@ -134,6 +134,15 @@ def toggle_view(request, endpoint_id):
 
 def _save_form(request, form, *, created: bool):
     endpoint, token = form.save_endpoint(by=request.portal_by)
+    if endpoint.awaiting_verification and (created or "url" in form.changed_data):
+        messages.info(
+            request,
+            _(
+                "A verification challenge was sent to %(url)s: its webhooks are held until "
+                "your endpoint answers it (or you paste it on its Verify page)."
+            )
+            % {"url": endpoint.url},
+        )
     items = []
     if created:
         items.append((_("Signing secret"), endpoint.signing_secret))

@@ -96,6 +96,36 @@ def test_registering_in_the_portal_sends_the_challenge(acme_client, acme, event_
 
     acme_client.post("/portal/webhooks/new/", register_form("http://127.0.0.1:9/new"))
     endpoint = Endpoint.objects.get(partner=acme, name="order-sync")
+    told = acme_client.get("/portal/").content.decode()
+    assert "A verification challenge was sent to http://127.0.0.1:9/new" in told
     assert endpoint.awaiting_verification
     sent = AuditEntry.objects.get(object_id=endpoint.public_id, action=Action.VERIFICATION_SENT)
     assert sent.actor == BY
+
+
+def test_changing_the_url_in_the_portal_sends_a_challenge_renaming_does_not(
+    acme_client, acme, event_types, receiver, required
+):
+    from tests.portal.test_screens import register_form
+
+    receiver.answer_challenges()
+    acme_client.post("/portal/webhooks/new/", register_form(receiver.url_for("/a")))
+    endpoint = Endpoint.objects.get(partner=acme, name="order-sync")
+    assert "A verification challenge was sent" in acme_client.get("/portal/").content.decode()
+    run_queue()
+    assert Endpoint.objects.get(pk=endpoint.pk).verified_at is not None
+    edit = f"/portal/webhooks/{endpoint.public_id}/"
+    renamed = acme_client.post(
+        edit, register_form(receiver.url_for("/a"), name="renamed", token_action="keep")
+    )
+    assert renamed.status_code == 302
+    assert "A verification challenge was sent" not in acme_client.get("/portal/").content.decode()
+    assert Endpoint.objects.get(pk=endpoint.pk).verified_at is not None
+
+    receiver.default = Response(500, "")
+    receiver.respond_with(None)
+    acme_client.post(
+        edit, register_form(receiver.url_for("/b"), name="renamed", token_action="keep")
+    )
+    assert "A verification challenge was sent to" in acme_client.get("/portal/").content.decode()
+    assert Endpoint.objects.get(pk=endpoint.pk).awaiting_verification
