@@ -231,3 +231,20 @@ def test_turning_the_setting_off_releases_what_waits_for_a_challenge(
     assert dispatch.dispatch_due(now=timezone.now() + timedelta(seconds=5)) == 1
     run_queue()
     assert types_received(receiver) == [VERIFICATION, "order.paid"]
+
+
+def test_the_challenge_goes_past_the_switch_and_an_open_circuit(event_types, receiver, required):
+    from deliveries.models import CircuitState, EndpointHealth
+    from endpoints.services import endpoint_disable
+
+    receiver.answer_challenges()
+    endpoint = make_endpoint(url=receiver.url_for())
+    run_queue()
+    EndpointHealth.objects.filter(pk=endpoint.pk).update(
+        circuit_state=CircuitState.OPEN, circuit_retry_at=timezone.now() + timedelta(hours=1)
+    )
+    endpoint_disable(endpoint, by="test")
+    endpoint_verification_send(endpoint, by="test")
+    run_queue()
+    assert types_received(receiver) == [VERIFICATION, VERIFICATION]
+    assert Endpoint.objects.get(pk=endpoint.pk).verified_at is not None
