@@ -29,6 +29,7 @@ from endpoints.services import (
     endpoint_enable,
     endpoint_rotate_secret,
 )
+from endpoints.verification import verification_required
 from portal import queries
 from portal.forms import MAIN_FIELDS, PortalEndpointForm, RotateForm
 from portal.reveal import reveal_once, reveal_pop
@@ -106,7 +107,11 @@ def webhooks_view(request):
                 "rate": rate,
             }
         )
-    return TemplateResponse(request, "portal/webhooks.html", {"rows": rows, "nav": "webhooks"})
+    return TemplateResponse(
+        request,
+        "portal/webhooks.html",
+        {"rows": rows, "nav": "webhooks", "verifying": verification_required()},
+    )
 
 
 @require_POST

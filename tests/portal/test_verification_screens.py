@@ -131,3 +131,9 @@ def test_changing_the_url_in_the_portal_sends_a_challenge_renaming_does_not(
     )
     assert "A verification challenge was sent to" in acme_client.get("/portal/").content.decode()
     assert Endpoint.objects.get(pk=endpoint.pk).awaiting_verification
+
+
+def test_without_the_setting_the_list_offers_no_verification(acme_client, acme_endpoint):
+    html = acme_client.get("/portal/").content.decode()
+    assert f'id="verify-{acme_endpoint.public_id}"' not in html
+    assert f'id="verification-{acme_endpoint.public_id}"' not in html
