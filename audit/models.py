@@ -18,6 +18,8 @@ class Action(models.TextChoices):
     CIRCUIT_CLOSED = "endpoint.circuit_closed", _("Circuit closed by hand")
     TEST_SENT = "endpoint.test_sent", _("Test event sent")
     RECOVERED = "endpoint.recovered", _("Failed deliveries recovered")
+    VERIFICATION_SENT = "endpoint.verification_sent", _("Verification challenge sent")
+    VERIFIED = "endpoint.verified", _("Endpoint verified")
     REPLAYED = "event.replayed", _("Event replayed")
     EXPUNGED = "event.expunged", _("Event payload erased")
     RETRIED = "delivery.retried", _("Deliveries retried now")

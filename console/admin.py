@@ -18,12 +18,14 @@ from console.circuit_views import CIRCUIT_PERMISSION, CircuitViews
 from console.endpoint_views import DisableForm, EndpointSupportViews
 from console.forms import EndpointForm
 from console.health_columns import DAY, FINISHED_OR_FAILING, health_cell, recent_count
+from console.verification_views import VerificationViews
 from deliveries.explain import endpoint_state
 from deliveries.models import CircuitState, Delivery, DeliveryAttempt, DeliveryStatus
 from endpoints import header_rules
 from endpoints.crypto import seal, unseal
 from endpoints.models import Endpoint, Subscription
 from endpoints.services import endpoint_delete, endpoint_disable, endpoint_enable
+from endpoints.verification import verification_status
 from webhookhub.admin_utils import (
     SHOWN_ONCE_MAX_AGE,
     CappedCountPaginator,
@@ -53,7 +55,7 @@ class CircuitFilter(admin.SimpleListFilter):
 
 
 @admin.register(Endpoint)
-class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
+class EndpointAdmin(VerificationViews, CircuitViews, EndpointSupportViews, admin.ModelAdmin):
     form = EndpointForm
     change_form_template = "admin/endpoints/endpoint/change_form.html"
     # Fits 1366 px: the partner under the name, the URL shortened (whole on hover),
@@ -79,6 +81,7 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
         "disabled_by",
         "disabled_reason",
         "state",
+        "verification",
         "circuit",
         "consecutive_failures",
         "failing_since",
@@ -140,6 +143,7 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
             {
                 "fields": (
                     "state",
+                    "verification",
                     "circuit",
                     "consecutive_failures",
                     "failing_since",
@@ -283,6 +287,12 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
             endpoint.last_status,
             timezone.localtime(endpoint.last_at).strftime("%Y-%m-%d %H:%M:%S"),
         )
+
+    @admin.display(description=_("Verification"))
+    def verification(self, endpoint):
+        text = verification_status(endpoint)[1]
+        colour = "#ba2121" if endpoint.awaiting_verification else "inherit"
+        return format_html('<span style="color:{}" id="verification">{}</span>', colour, text)
 
     @admin.display(description=_("Circuit"), ordering="health__circuit_state")
     def circuit(self, endpoint):

@@ -3,7 +3,8 @@
 Per endpoint (a `Lane` of a drain, which holds the endpoint's drain lease and so is
 its only claimer), from its configuration and its health row:
 
-- switched off → nothing but test events;
+- switched off, or awaiting verification (its challenge unanswered) → nothing but
+  test events (the challenge is one);
 - circuit open → nothing until the cooldown is over; then exactly one delivery (the
   oldest due) goes as the probe, the circuit half-open until its answer;
 - ordered → only the head of its queue (oldest waiting by created_at, id), and only
@@ -100,6 +101,7 @@ def admit(lane: Lane, *, token: str, now: datetime) -> list[Delivery]:
     room = endpoint.max_in_flight - lane.mine - lane.others
     held_back = (
         not endpoint.enabled
+        or endpoint.awaiting_verification
         or state.circuit_state != CircuitState.CLOSED
         or endpoint.ordered
         or endpoint.rate_limit_per_second
@@ -135,8 +137,8 @@ def admit(lane: Lane, *, token: str, now: datetime) -> list[Delivery]:
     # checking the endpoint right now: it goes past the switch, the circuit, the cap
     # and the rate limit (SPEC §4, "Test event"), not counted toward the cap.
     tests = claim("tests", TEST_BATCH)
-    if not endpoint.enabled:
-        return _took(lane, tests, [])
+    if not endpoint.enabled or endpoint.awaiting_verification:
+        return _took(lane, tests, [])  # its verification challenge is a test
     if state.circuit_state != CircuitState.CLOSED:
         if (
             lane.probing

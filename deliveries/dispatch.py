@@ -37,6 +37,7 @@ from deliveries.models import (
     Trigger,
     WorkerLease,
 )
+from endpoints.models import verification_hold
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,8 @@ def endpoints_to_wake(
     gate_open = Q(endpoint__enabled=True) & (
         Q(circuit_state=CircuitState.CLOSED) | Q(circuit_retry_at__lte=now)
     )
+    if (held := verification_hold("endpoint__")) is not None:
+        gate_open &= ~held  # awaiting verification: only its challenge (a test) goes
     free = Q(drain_until__isnull=True) | Q(drain_until__lt=now)
     return list(
         EndpointHealth.objects.filter(free)

@@ -36,7 +36,7 @@ from deliveries.admission import Lane, admit, connect_timeout_for, lease_for, lo
 from deliveries.dispatch import wake
 from deliveries.models import CircuitState, Delivery, Trigger, due_q
 from deliveries.recording import Outcome, attempts_record
-from endpoints.models import Endpoint
+from endpoints.models import Endpoint, verification_hold
 
 logger = logging.getLogger(__name__)
 
@@ -354,6 +354,7 @@ def _record(run: _Drain, batch: list[Outcome]) -> None:
         # The circuit may have opened or closed, the endpoint been switched off.
         changed = {o.delivery.endpoint_id for o in sent if not o.result.succeeded}
         changed |= set(after.recovered) | {pk for pk, _, _ in after.disable}
+        changed |= {o.delivery.endpoint_id for o in sent if getattr(o, "challenge", None)}
         for pk in changed & set(run.lanes):
             run.lanes[pk].health = health.of(pk)
             run.lanes[pk].endpoint.refresh_from_db(fields=["enabled"])
@@ -369,6 +370,8 @@ def _with_due_work(endpoint_ids: Sequence[int], *, now: datetime) -> list[int]:
         endpoint__health__circuit_state=CircuitState.OPEN,
         endpoint__health__circuit_retry_at__gt=now,
     )
+    if (held := verification_hold("endpoint__")) is not None:
+        open_ = open_.exclude(held)  # until it answers its challenge (a test, below)
     return sorted(
         set(open_.values_list("endpoint_id", flat=True).distinct())
         | set(rows.filter(next_trigger=Trigger.TEST).values_list("endpoint_id", flat=True))

@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from audit.models import Action, AuditEntry
 from deliveries.models import (
     ORDERED_TRIGGERS,
+    TEST_LIKE_EVENT_TYPES,
     WAITING_STATUSES,
     CircuitState,
     Delivery,
@@ -254,6 +255,13 @@ def _waiting_reason(delivery, endpoint, health, context: _Context, failure: str)
         )
     if not endpoint.enabled and not is_test:
         return Reason("held_endpoint_off", _switched_off_text(endpoint), _("held: endpoint off"))
+    if endpoint.awaiting_verification and not is_test:
+        return Reason(
+            "awaiting_verification",
+            _("Held: awaiting verification of %(endpoint)s (challenge sent at %(when)s).")
+            % {"endpoint": endpoint.name, "when": when(endpoint.verification_sent_at)},
+            _("held: awaiting verification"),
+        )
     circuit = health.circuit_state if health else CircuitState.CLOSED
     if circuit == CircuitState.OPEN and not is_test:
         return Reason(
@@ -378,14 +386,25 @@ def _switched_off_text(endpoint: Endpoint) -> str:
 
 
 def endpoint_state(endpoint: Endpoint, health: EndpointHealth | None) -> Reason:
-    """How delivery to an endpoint stands, in words: off (by whom, why), circuit open
-    (since, after how many failures, next probe), probing, failing, delivering."""
+    """How delivery to an endpoint stands, in words: off (by whom, why), awaiting
+    verification (since), circuit open (since, after how many failures, next probe),
+    probing, failing, delivering."""
     if not endpoint.enabled:
         who = {
             Endpoint.DisabledBy.GONE: _("off: 410 Gone"),
             Endpoint.DisabledBy.AUTO: _("off: failing"),
         }.get(endpoint.disabled_kind, _("off: by %(by)s") % {"by": endpoint.disabled_by or "—"})
         return Reason(f"off_{endpoint.disabled_kind or 'manual'}", switched_off_text(endpoint), who)
+    if endpoint.awaiting_verification:
+        text = _(
+            "Awaiting verification since %(when)s: deliveries are held until the endpoint "
+            "answers the challenge (or the partner pastes it)."
+        )
+        return Reason(
+            "awaiting_verification",
+            text % {"when": when(endpoint.verification_sent_at)},
+            _("awaiting verification"),
+        )
     state = health.circuit_state if health else CircuitState.CLOSED
     if state == CircuitState.OPEN:
         return Reason(
@@ -494,11 +513,13 @@ def event_routing(
 
 
 def _no_delivery(endpoint, event, type_name, patterns, subs, envelope, switch) -> Route:
-    if type_name == "webhookhub.test":
+    if type_name in TEST_LIKE_EVENT_TYPES:
         return Route(
             endpoint,
             "other_target",
-            _("A test event is sent only to the endpoint it was sent to."),
+            _("A test event is sent only to the endpoint it was sent to.")
+            if type_name == "webhookhub.test"
+            else _("A verification challenge is sent only to the endpoint it verifies."),
         )
     if endpoint.created_at > event.created_at:
         return Route(

@@ -26,7 +26,7 @@ from django.db.models.functions import Cast
 
 from deliveries.models import (
     ORDERED_TRIGGERS,
-    TEST_EVENT_TYPE,
+    TEST_LIKE_EVENT_TYPES,
     WAITING_STATUSES,
     Delivery,
     DeliveryStatus,
@@ -347,7 +347,7 @@ def resend(queryset, *, trigger: str, by: str, now: datetime) -> list[tuple[int,
         )
         if rows:
             for is_test in (False, True):
-                ids = [pk for pk, _, name in rows if (name == TEST_EVENT_TYPE) == is_test]
+                ids = [pk for pk, _, name in rows if (name in TEST_LIKE_EVENT_TYPES) == is_test]
                 if not ids:
                     continue
                 Delivery.objects.filter(pk__in=ids).exclude(status=DeliveryStatus.IN_FLIGHT).update(

@@ -41,6 +41,10 @@ class Trigger(models.TextChoices):
 # The event type of test events. A delivery of one stays a test whatever re-sends it
 # (retry now, replay): sent once per request, never retried, not counted for health.
 TEST_EVENT_TYPE = "webhookhub.test"
+# An endpoint verification challenge (deliveries.verification): sent like a test — past
+# every gate, the verification hold included, once, never retried.
+VERIFICATION_EVENT_TYPE = "webhookhub.endpoint.verification"
+TEST_LIKE_EVENT_TYPES = (TEST_EVENT_TYPE, VERIFICATION_EVENT_TYPE)
 
 # Test events are sent past every gate and never again; ordered endpoints queue only
 # these triggers (replays and tests bypass the queue).

@@ -4,7 +4,9 @@
   queue held;
 - switched on: a fresh circuit, and the deliveries held while it was off are due now;
 - switched off with `cancel_waiting`: its waiting deliveries are cancelled;
-- either way `endpoint_enabled` / `endpoint_disabled` (`webhookhub.signals`) after commit.
+- either way `endpoint_enabled` / `endpoint_disabled` (`webhookhub.signals`) after commit;
+- created or its URL changed while verification is required: a challenge is sent;
+- verified: what was held for it goes now.
 """
 
 from django.db.models.signals import post_save
@@ -15,8 +17,9 @@ from deliveries import health, lifecycle, notices
 from deliveries.dispatch import wake_on_commit
 from deliveries.models import Delivery
 from deliveries.services import deliveries_cancel
+from deliveries.verification import endpoint_verification_send
 from endpoints.models import Endpoint
-from endpoints.signals import endpoint_switched
+from endpoints.signals import endpoint_switched, endpoint_verified, verification_needed
 
 
 @receiver(post_save, sender=Endpoint, dispatch_uid="deliveries-endpoint-health")
@@ -43,3 +46,14 @@ def endpoint_switched_on_or_off(sender, endpoint: Endpoint, enabled: bool, by: s
     elif cancel_waiting:
         deliveries_cancel(Delivery.objects.filter(endpoint_id=endpoint.pk), by=by)
     notices.endpoint_switched(endpoint.pk, enabled=enabled, by=by)
+
+
+@receiver(verification_needed, dispatch_uid="deliveries-verification-needed")
+def endpoint_needs_verification(sender, endpoint: Endpoint, by: str, **kwargs):
+    endpoint_verification_send(endpoint, by=by)
+
+
+@receiver(endpoint_verified, dispatch_uid="deliveries-endpoint-verified")
+def endpoint_was_verified(sender, endpoint: Endpoint, by: str, **kwargs):
+    # Its deliveries stayed due while held: waking its drain sends them.
+    wake_on_commit([endpoint.pk])

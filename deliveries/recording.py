@@ -17,7 +17,7 @@ from datetime import datetime
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from deliveries import health, lifecycle, metrics, notices, transport
+from deliveries import health, lifecycle, metrics, notices, transport, verification
 from deliveries.models import Delivery, DeliveryAttempt, EndpointHealth, Trigger
 from deliveries.policy import RetryPolicy, next_delay
 
@@ -42,6 +42,7 @@ def attempts_record(
     keeps its attempt row — the request did happen — but its state is not touched.
     """
     now = timezone.now()
+    verification.answers_judge(outcomes)  # a 2xx without its challenge is a failure
     successes: dict[int, list[int]] = defaultdict(list)
     failures = []
     finished_ordered = set()  # ordered endpoints whose head is done: the next may go
@@ -82,6 +83,7 @@ def attempts_record(
             notices.delivery_dead(outcome.delivery)
         _log(outcome)
     health.act_on(after, now=now)
+    verification.answers_apply(outcomes)
     return after
 
 

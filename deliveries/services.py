@@ -24,6 +24,8 @@ from deliveries.models import (
     FAILED_STATUSES,
     RETRYABLE_STATUSES,
     TEST_EVENT_TYPE,
+    TEST_LIKE_EVENT_TYPES,
+    VERIFICATION_EVENT_TYPE,
     Delivery,
     DeliveryAttempt,
     Trigger,
@@ -192,6 +194,14 @@ def _replay_targets(
             endpoint_ids_for_event(event.event_type.name, event.partner, json.loads(event.body))
         )
         target_ids |= set(event.deliveries.values_list("endpoint_id", flat=True))
+    if event.event_type.name == VERIFICATION_EVENT_TYPE:
+        # A challenge proves control of one endpoint's URL: it goes to no other endpoint.
+        own = set(event.deliveries.values_list("endpoint_id", flat=True))
+        if not target_ids <= own and endpoint is not None:
+            raise ValidationError(
+                {"endpoint": "A verification challenge goes only to the endpoint it verifies."}
+            )
+        target_ids &= own
     if partner is not None:
         if endpoint is not None and endpoint.partner_id != partner.pk:
             raise ValidationError({"endpoint": "That endpoint does not belong to this partner."})
@@ -203,13 +213,13 @@ def _replay_targets(
 
 def endpoint_failed_since(endpoint: Endpoint, since: datetime) -> QuerySet:
     """Deliveries to `endpoint` created since `since` that have not been received
-    (test events are not traffic: they are not recovered)."""
+    (test events and verification challenges are not traffic: they are not recovered)."""
     return Delivery.objects.filter(
         endpoint=endpoint,
         created_at__gte=since,
         status__in=FAILED_STATUSES,
         event__expunged_at__isnull=True,  # never sent again
-    ).exclude(event__event_type__name=TEST_EVENT_TYPE)
+    ).exclude(event__event_type__name__in=TEST_LIKE_EVENT_TYPES)
 
 
 def endpoint_recover(endpoint: Endpoint, *, since: datetime, by: str, reason: str = "") -> int:

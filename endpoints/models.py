@@ -4,6 +4,7 @@ import hashlib
 import secrets
 from datetime import datetime
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -222,6 +223,19 @@ class Endpoint(models.Model):
         verbose_name=_("max in flight"),
     )
 
+    # Endpoint verification (WEBHOOKHUB_REQUIRE_ENDPOINT_VERIFICATION,
+    # endpoints.verification): when it answered a challenge or a partner pasted it; the
+    # outstanding challenge (its SHA-256 only) and when it was sent.
+    verified_at = models.DateTimeField(
+        null=True, blank=True, editable=False, verbose_name=_("verified at")
+    )
+    verification_sent_at = models.DateTimeField(
+        null=True, blank=True, editable=False, verbose_name=_("verification sent at")
+    )
+    verification_challenge_hash = models.CharField(
+        max_length=64, blank=True, editable=False, verbose_name=_("verification challenge hash")
+    )
+
     # How delivery to it is going (circuit, failure streak) is deliveries.EndpointHealth
     # (`endpoint.health`): a row of its own, so delivering never locks this one.
 
@@ -249,6 +263,17 @@ class Endpoint(models.Model):
 
     def clean(self):
         validate_endpoint_fields(self)
+
+    @property
+    def awaiting_verification(self) -> bool:
+        """Its deliveries are held: verification is required and the challenge sent on
+        creation, URL change or "verify again" has not been answered. (An endpoint that
+        was never sent one — older than the setting — is not held.)"""
+        return (
+            settings.WEBHOOKHUB_REQUIRE_ENDPOINT_VERIFICATION
+            and self.verified_at is None
+            and self.verification_sent_at is not None
+        )
 
     def previous_secrets_in_force(self, now: datetime | None = None) -> list[dict]:
         """Rotated-out secrets whose grace period has not ended yet."""
@@ -285,6 +310,16 @@ class Endpoint(models.Model):
                 old["secret_key"] for old in self.previous_keys_in_force(now)
             ]
         return hmac_secrets, keys
+
+
+def verification_hold(prefix: str = "") -> models.Q | None:
+    """The endpoints (`prefix`: the path to them, e.g. "endpoint__") whose deliveries
+    are held for verification, as a condition; None while verification is not required."""
+    if not settings.WEBHOOKHUB_REQUIRE_ENDPOINT_VERIFICATION:
+        return None
+    return models.Q(
+        **{f"{prefix}verified_at__isnull": True, f"{prefix}verification_sent_at__isnull": False}
+    )
 
 
 class Subscription(models.Model):

@@ -14,8 +14,14 @@ from audit.services import audit_record
 from deliveries.signing import generate_key_pair, generate_secret
 from endpoints.header_rules import keep_masked
 from endpoints.models import ApiToken, Endpoint, Partner, Subscription
-from endpoints.signals import endpoint_switched, routing_changed, tokens_revoked
+from endpoints.signals import (
+    endpoint_switched,
+    routing_changed,
+    tokens_revoked,
+    verification_needed,
+)
 from endpoints.validation import validate_auth_token
+from endpoints.verification import verification_required
 
 DEFAULT_ROTATION_GRACE = timedelta(hours=24)
 MAX_ROTATION_GRACE = timedelta(days=7)
@@ -86,10 +92,15 @@ AUDITED_FIELDS = (
 )
 
 
+VERIFICATION_FIELDS = ("verified_at", "verification_sent_at", "verification_challenge_hash")
+
+
 @transaction.atomic
 def endpoint_save(endpoint: Endpoint, *, by: str, reason: str = "") -> Endpoint:
     """Validate and save an endpoint's own fields; a new one gets its signing secret.
-    Audited: a new endpoint, or the names of the settings that changed."""
+    Audited: a new endpoint, or the names of the settings that changed. While
+    verification is required, a new endpoint or a new URL is sent a challenge (the
+    deliveries app, hearing `verification_needed`)."""
     if not endpoint.signing_secret:
         endpoint.signing_secret = generate_secret()
     if not endpoint.signing_key:
@@ -98,6 +109,10 @@ def endpoint_save(endpoint: Endpoint, *, by: str, reason: str = "") -> Endpoint:
         endpoint.signing_key, endpoint.public_key = generate_key_pair()
     endpoint.full_clean()
     before = Endpoint.objects.filter(pk=endpoint.pk).first() if endpoint.pk else None
+    if before is not None:
+        # Written only by endpoints.verification: a form's older copy must not undo it.
+        for name in VERIFICATION_FIELDS:
+            setattr(endpoint, name, getattr(before, name))
     endpoint.save()
     if before is None:
         audit_record(Action.ENDPOINT_CREATED, endpoint, by=by, reason=reason)
@@ -115,6 +130,8 @@ def endpoint_save(endpoint: Endpoint, *, by: str, reason: str = "") -> Endpoint:
                 reason=reason,
                 details={"changed": changed},
             )
+    if verification_required() and (before is None or before.url != endpoint.url):
+        verification_needed.send(sender=Endpoint, endpoint=endpoint, by=by)
     return endpoint
 
 

@@ -95,6 +95,19 @@ class RotateForm(forms.Form):
     )
 
 
+class ChallengeForm(forms.Form):
+    challenge = forms.CharField(
+        label=_("Challenge received"),
+        max_length=200,
+        strip=True,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "size": 40}),
+        help_text=_(
+            "The value of “challenge” in the webhookhub.endpoint.verification request your "
+            "endpoint received (it starts with whch_)."
+        ),
+    )
+
+
 class RecoverForm(forms.Form):
     since = forms.DateTimeField(
         label=_("Failed since"),

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from portal import delivery_views, doc_views, views
+from portal import delivery_views, doc_views, verification_views, views
 from portal.framing import portal_framing
 
 app_name = "portal"
@@ -19,6 +19,7 @@ _routes = [
     (f"webhooks/{ID}/delete/", views.delete_view, "delete"),
     (f"webhooks/{ID}/rotate-secret/", views.rotate_view, "rotate"),
     (f"webhooks/{ID}/test/", views.test_view, "test"),
+    (f"webhooks/{ID}/verification/", verification_views.verification_page, "verification"),
     (f"webhooks/{ID}/deliveries/", delivery_views.endpoint_deliveries_view, "endpoint_deliveries"),
     (f"webhooks/{ID}/recover/", delivery_views.recover_view, "recover"),
     ("deliveries/", delivery_views.deliveries_view, "deliveries"),

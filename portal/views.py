@@ -29,6 +29,7 @@ from endpoints.services import (
     endpoint_enable,
     endpoint_rotate_secret,
 )
+from endpoints.verification import verification_required
 from portal import queries
 from portal.forms import MAIN_FIELDS, PortalEndpointForm, RotateForm
 from portal.reveal import reveal_once, reveal_pop
@@ -106,7 +107,11 @@ def webhooks_view(request):
                 "rate": rate,
             }
         )
-    return TemplateResponse(request, "portal/webhooks.html", {"rows": rows, "nav": "webhooks"})
+    return TemplateResponse(
+        request,
+        "portal/webhooks.html",
+        {"rows": rows, "nav": "webhooks", "verifying": verification_required()},
+    )
 
 
 @require_POST
@@ -134,6 +139,15 @@ def toggle_view(request, endpoint_id):
 
 def _save_form(request, form, *, created: bool):
     endpoint, token = form.save_endpoint(by=request.portal_by)
+    if endpoint.awaiting_verification and (created or "url" in form.changed_data):
+        messages.info(
+            request,
+            _(
+                "A verification challenge was sent to %(url)s: its webhooks are held until "
+                "your endpoint answers it (or you paste it on its Verify page)."
+            )
+            % {"url": endpoint.url},
+        )
     items = []
     if created:
         items.append((_("Signing secret"), endpoint.signing_secret))

@@ -10,6 +10,7 @@ SYSTEM_EVENT_TYPES = (
     "webhookhub.endpoint.recovered",
     "webhookhub.delivery.dead",
     "webhookhub.endpoint.failing",
+    "webhookhub.endpoint.verification",
 )
 
 

@@ -147,6 +147,12 @@ class Receiver:
         """Per-request logic for requests the script does not cover (None to unset)."""
         self._handler_fn = fn
 
+    def answer_challenges(self, *, otherwise: Response | None = None) -> None:
+        """Answer webhookhub's verification challenges as a receiver that implements
+        them does (200 `{"challenge": …}`), everything else with `otherwise` (or the
+        default). Scripted responses still come first."""
+        self.respond_with(lambda request: challenge_answer(request) or otherwise or self.default)
+
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedRequest]:
         """Block until at least `count` requests arrived; return them all."""
         with self._cond:
@@ -252,6 +258,18 @@ class Receiver:
             handler.wfile.write(body)
         handler.wfile.flush()
         record.finished_at = time.monotonic()
+
+
+def challenge_answer(request: ReceivedRequest) -> Response | None:
+    """The answer to a `webhookhub.endpoint.verification` request; None for others."""
+    try:
+        envelope = json.loads(request.body)
+    except ValueError:
+        return None
+    if not isinstance(envelope, dict) or envelope.get("type") != "webhookhub.endpoint.verification":
+        return None
+    body = json.dumps({"challenge": envelope["data"]["challenge"]})
+    return Response(200, body, {"Content-Type": "application/json"})
 
 
 def _read_body(handler: _Handler) -> bytes:

@@ -197,6 +197,12 @@ ADMINS = [("Staff", addr) for addr in env.list("WEBHOOKHUB_STAFF_EMAILS", defaul
 WEBHOOKHUB_ENCRYPTION_KEY = env.list("WEBHOOKHUB_ENCRYPTION_KEY", default=[])
 WEBHOOKHUB_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKHUB_ALLOW_PRIVATE_URLS", default=False)
 WEBHOOKHUB_REQUIRE_HTTPS = env.bool("WEBHOOKHUB_REQUIRE_HTTPS", default=False)
+# Endpoint verification: a new endpoint, or one whose URL changed, is sent a signed
+# `webhookhub.endpoint.verification` challenge and gets no deliveries (they are held)
+# until it answers 2xx with {"challenge": "<value>"} or the partner pastes the value.
+WEBHOOKHUB_REQUIRE_ENDPOINT_VERIFICATION = env.bool(
+    "WEBHOOKHUB_REQUIRE_ENDPOINT_VERIFICATION", default=False
+)
 WEBHOOKHUB_MAX_PAYLOAD_BYTES = env.int("WEBHOOKHUB_MAX_PAYLOAD_BYTES", default=256 * 1024)
 # Retention (`manage.py prune_events` without --older-than), in days; empty: that class
 # is kept forever. Succeeded: every delivery succeeded (or there was none); failed: a

@@ -1,6 +1,6 @@
 """`/api/v1/endpoints/` as the router serves it: the endpoint resource of
-endpoints/api/views.py plus the actions that are delivery work, a test event and
-re-sending what failed.
+endpoints/api/views.py plus the actions that are delivery work: a test event, re-sending
+what failed, a new verification challenge.
 
 They live here because endpoints imports no delivery code; the paths, operation ids and
 tags are the same as if the base view set declared them.
@@ -12,9 +12,14 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from deliveries.api.serializers import TestQueuedSerializer, TestResultSerializer
+from deliveries.api.serializers import (
+    TestQueuedSerializer,
+    TestResultSerializer,
+    VerificationSentSerializer,
+)
 from deliveries.selectors import delivery_test_attempt
 from deliveries.services import endpoint_recover, endpoint_test_queue
+from deliveries.verification import endpoint_verification_send
 from endpoints.api import views
 from endpoints.api.serializers import QueuedSerializer, RecoverSerializer
 
@@ -58,3 +63,21 @@ class EndpointViewSet(views.EndpointViewSet):
         data = self.validated(RecoverSerializer)
         queued = endpoint_recover(endpoint, since=data["since"], by=request.user.actor)
         return Response(QueuedSerializer({"queued": queued}).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Verify again (send a new challenge)",
+        description="Sends the endpoint a new signed `webhookhub.endpoint.verification` "
+        'challenge. It is unverified until it answers 2xx with `{"challenge": "<value>"}` '
+        "(or the value is sent to `…/verify/`); while `WEBHOOKHUB_REQUIRE_ENDPOINT_"
+        "VERIFICATION` is on its deliveries are held until then. The challenge goes out "
+        "like a test: even when the endpoint is off or its circuit open, once, never retried.",
+        request=None,
+        responses={202: OpenApiResponse(VerificationSentSerializer, description="Sent.")},
+    )
+    @action(detail=True, methods=["post"])
+    def verification(self, request, id=None):
+        endpoint = self.get_object()
+        self.validated(None)
+        delivery = endpoint_verification_send(endpoint, by=request.user.actor)
+        body = VerificationSentSerializer({"delivery": delivery, "endpoint": endpoint}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)

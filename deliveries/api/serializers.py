@@ -113,3 +113,16 @@ class TestQueuedSerializer(serializers.Serializer):
         path = reverse("delivery-detail", kwargs={"id": delivery.public_id})
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
+
+
+class VerificationSentSerializer(serializers.Serializer):
+    """`POST /endpoints/{id}/verification/`: a new challenge is on its way."""
+
+    status = serializers.CharField(
+        source="delivery.status",
+        help_text="The challenge delivery's status now (`pending` until a worker takes it).",
+    )
+    event = serializers.CharField(source="delivery.event.public_id")
+    delivery = serializers.CharField(source="delivery.public_id")
+    verification_sent_at = serializers.DateTimeField(source="endpoint.verification_sent_at")
+    awaiting_verification = serializers.BooleanField(source="endpoint.awaiting_verification")

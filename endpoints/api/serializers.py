@@ -169,6 +169,18 @@ class EndpointSerializer(serializers.Serializer):
     )
     consecutive_failures = serializers.IntegerField(source="health.consecutive_failures")
     failing_since = serializers.DateTimeField(allow_null=True, source="health.failing_since")
+    verified_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When it answered its verification challenge (or the challenge was "
+        "pasted); endpoints older than verification count as verified since the upgrade.",
+    )
+    verification_sent_at = serializers.DateTimeField(
+        allow_null=True, help_text="When its latest verification challenge was sent."
+    )
+    awaiting_verification = serializers.BooleanField(
+        help_text="Deliveries are held until it answers its challenge "
+        "(`WEBHOOKHUB_REQUIRE_ENDPOINT_VERIFICATION`)."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -321,6 +333,14 @@ class RotatedKeySerializer(serializers.Serializer):
 
 class AuthTokenSerializer(serializers.Serializer):
     auth_token = serializers.CharField(help_text="The new bearer token. Shown only now.")
+
+
+class VerifySerializer(StrictSerializer):
+    challenge = TextField(
+        max_length=200,
+        help_text="The `data.challenge` of the latest `webhookhub.endpoint.verification` "
+        "request your endpoint received.",
+    )
 
 
 class RecoverSerializer(StrictSerializer):

@@ -1,6 +1,6 @@
 """`/api/v1/endpoints/`: a partner's endpoints, their switches and secrets.
 
-The actions that need delivery code (`test`, `recover`) are added by the subclass in
+The actions that need delivery code (`test`, `recover`, `verification`) are added by the subclass in
 deliveries/api/endpoints.py, which is the one the router serves: endpoints imports no
 delivery code.
 """
@@ -28,6 +28,7 @@ from endpoints.api.serializers import (
     RotatedSecretSerializer,
     RotateKeySerializer,
     RotateSecretSerializer,
+    VerifySerializer,
 )
 from endpoints.models import Endpoint
 from endpoints.services import (
@@ -40,11 +41,19 @@ from endpoints.services import (
     endpoint_rotate_secret,
     endpoint_update,
 )
+from endpoints.verification import endpoint_verify
 from webhookhub.api.permissions import PARTNER
 from webhookhub.api.scoping import ScopedQuerysetMixin
 from webhookhub.api.views import ApiViewMixin
 
-SECRET_FIELDS = ("signing_secret", "previous_secrets", "signing_key", "previous_keys", "auth_token")
+SECRET_FIELDS = (
+    "signing_secret",
+    "previous_secrets",
+    "signing_key",
+    "previous_keys",
+    "auth_token",
+    "verification_challenge_hash",
+)
 
 
 @extend_schema_view(
@@ -227,6 +236,23 @@ class EndpointViewSet(
         self.validated(None)
         token = endpoint_regenerate_token(endpoint, by=request.user.actor)
         return Response(AuthTokenSerializer({"auth_token": token}).data)
+
+    @extend_schema(
+        summary="Verify with the challenge received",
+        description="Marks the endpoint verified with the `challenge` of the latest "
+        "`webhookhub.endpoint.verification` request it received (for receivers that "
+        "cannot answer it themselves); the deliveries held for it go at once. A wrong or "
+        "used challenge is a 400 and changes nothing. To get a new challenge: "
+        "`POST …/verification/`.",
+        request=VerifySerializer,
+        responses={200: EndpointSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def verify(self, request, id=None):
+        endpoint = self.get_object()
+        data = self.validated(VerifySerializer)
+        endpoint_verify(endpoint, challenge=data["challenge"], by=request.user.actor)
+        return Response(EndpointSerializer(self.fresh(endpoint)).data)
 
     def handle_exception(self, exc):
         # The endpoint was deleted by a concurrent request between our lookup and the

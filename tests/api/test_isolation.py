@@ -31,6 +31,8 @@ OBJECT_ROUTES = [
     ("post", "/api/v1/endpoints/{ep}/regenerate-token/", None),
     ("post", "/api/v1/endpoints/{ep}/test/", None),
     ("post", "/api/v1/endpoints/{ep}/recover/", {"since": "2020-01-01T00:00:00Z"}),
+    ("post", "/api/v1/endpoints/{ep}/verify/", {"challenge": "whch_anything"}),
+    ("post", "/api/v1/endpoints/{ep}/verification/", None),
     ("get", "/api/v1/events/{evt}/", None),
     ("post", "/api/v1/events/{evt}/replay/", {}),
     ("get", "/api/v1/events/{evt}/routing/", None),
@@ -64,7 +66,8 @@ def snapshot(ids):
     endpoint = Endpoint.objects.get(public_id=ids["ep"])
     delivery = Delivery.objects.get(public_id=ids["dlv"])
     return (endpoint.name, endpoint.enabled, endpoint.signing_secret, endpoint.auth_token,
-            endpoint.public_key, endpoint.signature_scheme,
+            endpoint.public_key, endpoint.signature_scheme, endpoint.verified_at,
+            endpoint.verification_sent_at, endpoint.verification_challenge_hash,
             delivery.status, delivery.attempt_count, delivery.next_attempt_at)  # fmt: skip
 
 

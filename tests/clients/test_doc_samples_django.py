@@ -215,3 +215,29 @@ def test_the_guides_django_view_accepts_a_real_delivery_with_csrf_middleware_on(
     assert delivered.status == DeliveryStatus.SUCCEEDED and delivered.attempt_count == 2
     assert delivered.last_status_code == 204
     assert len(receiver.received()) == 1
+
+
+def test_the_guides_django_view_answers_the_verification_challenge(
+    event_types, sample_receiver, settings
+):
+    from deliveries.verification import endpoint_verification_send
+    from endpoints.models import Endpoint
+
+    settings.WEBHOOKHUB_REQUIRE_ENDPOINT_VERIFICATION = True
+    port = free_port()
+    endpoint = make_endpoint(
+        PartnerFactory(name="Acme"), url=f"http://127.0.0.1:{port}/webhooks/",
+        event_types=["order.paid"],
+    )  # fmt: skip
+    event = publish("order.paid", {"order": {"id": 8}})
+    run_queue()  # the first challenge finds nobody listening: held, not delivered
+    assert Delivery.objects.get(event=event).status == DeliveryStatus.PENDING
+    receiver = sample_receiver(endpoint.signing_secret, port)
+
+    endpoint_verification_send(endpoint, by="test")  # "verify again", now it is up
+    run_queue()
+    assert Endpoint.objects.get(pk=endpoint.pk).verified_at is not None
+    delivered = Delivery.objects.get(event=event)
+    assert (delivered.status, delivered.last_status_code) == (DeliveryStatus.SUCCEEDED, 204)
+    (stored,) = receiver.received()  # the challenge was answered, not stored as an event
+    assert stored["webhook_id"] == event.public_id

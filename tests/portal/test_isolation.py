@@ -28,6 +28,9 @@ MATRIX = [
     ("get", "endpoint_deliveries", "E", None),
     ("get", "recover", "E", None),
     ("post", "recover", "E", {"since": "2020-01-01T00:00", "confirm": "1"}),
+    ("get", "verification", "E", None),
+    ("post", "verification", "E", {"again": "1"}),
+    ("post", "verification", "E", {"challenge": "whch_anything"}),
     ("get", "delivery", "D", None),
     ("post", "retry", "D", {}),
 ]
