@@ -120,6 +120,7 @@ class EndpointAdmin(CircuitViews, EndpointSupportViews, admin.ModelAdmin):
                     "rate_limit_per_second",
                     "max_in_flight",
                     "ordered",
+                    "send_traceparent",
                 )
             },
         ),

@@ -221,6 +221,14 @@ class Endpoint(models.Model):
         help_text=_("At most this many requests to this endpoint at once, across all workers."),
         verbose_name=_("max in flight"),
     )
+    send_traceparent = models.BooleanField(
+        default=False,
+        help_text=_(
+            "Send a W3C traceparent header with each webhook, so the receiver's traces join "
+            "webhookhub's."
+        ),
+        verbose_name=_("send traceparent"),
+    )
 
     # How delivery to it is going (circuit, failure streak) is deliveries.EndpointHealth
     # (`endpoint.health`): a row of its own, so delivering never locks this one.
