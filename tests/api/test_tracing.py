@@ -252,22 +252,17 @@ def test_traceparent_is_webhookhubs_header_not_a_custom_one(publisher_api, partn
     assert refused.status_code == 400
 
 
-def test_tracing_adds_no_query_to_a_drain(spans, event_types, receiver):
-    """The trace context comes with the claim (the event's columns), not per delivery."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+def test_the_claim_brings_the_trace_context_along(spans, event_types, django_assert_num_queries):
+    """Tracing costs a drain no query: the claim returns the event's trace columns."""
+    from deliveries import lifecycle
 
-    def drain_queries(**fields) -> int:
-        endpoint = make_endpoint(url=receiver.url_for(), **fields)
-        for n in range(3):
-            publish("order.paid", {"n": n})
-        ids = Delivery.objects.filter(endpoint=endpoint).values_list("pk", flat=True)
-        with CaptureQueriesContext(connection) as queries:
-            engine.deliver(list(ids))
-        Delivery.objects.filter(endpoint=endpoint).delete()
-        return len(queries)
-
-    traced = drain_queries(send_traceparent=True)
-    assert len(spans.named(tracing.ATTEMPT)) == 3
-    tracing.install(None)
-    assert drain_queries(send_traceparent=True) == traced
+    endpoint = make_endpoint()
+    event = publish("order.paid", {})
+    assert event.traceparent
+    (claimed,) = lifecycle.claim(
+        endpoint.pk, limit=5, token="t", lease=timedelta(seconds=30), now=timezone.now()
+    )
+    with django_assert_num_queries(0):
+        assert claimed.event.traceparent == event.traceparent
+        assert claimed.event.tracestate == ""
+        assert tracing.event_context(claimed.event) is not None
