@@ -17,6 +17,7 @@ attempts. Claims and records are batches of many events: each links to the spans
 served, and is a child of them when they are all of one trace.
 
 This module imports no app: the engine hands it its objects (duck-typed) and values.
+No hook raises: a tracing failure is logged, the delivery goes on.
 """
 
 from __future__ import annotations
@@ -173,6 +174,20 @@ def worker_started() -> None:
         util.Finalize(None, flush, exitpriority=10)
 
 
+def _never_raises(hook):
+    """Tracing is never a reason for a delivery to fail: log, go on."""
+
+    @functools.wraps(hook)
+    def guarded(*args, **kwargs):
+        try:
+            return hook(*args, **kwargs)
+        except Exception:
+            logger.exception("tracing: %s failed", hook.__name__)
+            return None
+
+    return guarded
+
+
 # --- publish ----------------------------------------------------------------------------
 
 
@@ -250,6 +265,11 @@ def handed_off(parent, started: int, *, endpoints: int, tasks: int) -> None:
     committed, a child of that publish."""
     if _tracer is None or parent is None:
         return
+    _handoff_span(parent, started, endpoints, tasks)
+
+
+@_never_raises
+def _handoff_span(parent, started: int, endpoints: int, tasks: int) -> None:
     span = _tracer.start_span(
         HANDOFF,
         context=parent,
@@ -264,6 +284,11 @@ def claimed(endpoint, deliveries: list, started: int) -> None:
     """`webhookhub.claim`: deliveries of one endpoint taken for sending."""
     if _tracer is None or not deliveries:
         return
+    _claim_span(endpoint, deliveries, started)
+
+
+@_never_raises
+def _claim_span(endpoint, deliveries: list, started: int) -> None:
     contexts = [_span_context(event_context(d.event)) for d in deliveries]
     _batch_span(
         CLAIM,
@@ -285,6 +310,7 @@ def _span_context(ctx) -> trace.SpanContext | None:
     return None if ctx is None else trace.get_current_span(ctx).get_span_context()
 
 
+@_never_raises
 def _batch_span(name: str, started: int, served: list, attributes: dict, *, failed=False):
     """A span for work done for many spans (`served`): their child if they are all of
     one trace, else a root; linked to each of them (up to MAX_LINKS)."""
@@ -313,11 +339,17 @@ def attempt_started(delivery, request):
     (None when off), a child of its event's publish; and the request to send — with a
     W3C `traceparent` header (the attempt's) if its endpoint asks for one
     (`send_traceparent`)."""
-    endpoint = delivery.endpoint
     if _tracer is None:
-        if endpoint.send_traceparent and delivery.event.traceparent:
-            request = _with_headers(request, event_context(delivery.event))
+        if delivery.endpoint.send_traceparent and delivery.event.traceparent:
+            # Not tracing here, but the publish was: pass on the publish's context.
+            request = _with_headers(request, lambda: event_context(delivery.event)) or request
         return None, request
+    return _attempt_span(delivery, request) or (None, request)
+
+
+@_never_raises
+def _attempt_span(delivery, request):
+    endpoint = delivery.endpoint
     host = urlsplit(request.url)
     attributes = {
         "webhookhub.endpoint.id": endpoint.public_id,
@@ -328,19 +360,30 @@ def attempt_started(delivery, request):
         "http.request.method": "POST",
         "server.address": host.hostname or "",
     }
-    if host.port:
-        attributes["server.port"] = host.port
+    if (port := _port(host)) is not None:
+        attributes["server.port"] = port
     parent = event_context(delivery.event) or otel_context.Context()
     span = _tracer.start_span(ATTEMPT, context=parent, kind=SpanKind.CLIENT, attributes=attributes)
     if endpoint.send_traceparent:
-        request = _with_headers(request, trace.set_span_in_context(span))
+        request = _with_headers(request, lambda: trace.set_span_in_context(span)) or request
     return span, request
+
+
+def _port(parts) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        return None
 
 
 def attempt_ended(span, result) -> None:
     """End the attempt's span with what came back."""
-    if span is None:
-        return
+    if span is not None:
+        _end_attempt(span, result)
+
+
+@_never_raises
+def _end_attempt(span, result) -> None:
     if result.status_code is not None:
         span.set_attribute("http.response.status_code", result.status_code)
     if result.error_kind:
@@ -350,7 +393,10 @@ def attempt_ended(span, result) -> None:
     span.end()
 
 
-def _with_headers(request, ctx):
+@_never_raises
+def _with_headers(request, context_of):
+    """The request with the W3C headers of `context_of()` added."""
+    ctx = context_of()
     if ctx is None:
         return request
     carrier: dict[str, str] = {}

@@ -69,6 +69,7 @@ def test_api_publish_to_attempt_is_one_trace(
     event = post_event(publisher_api, django_capture_on_commit_callbacks)
 
     (request,) = [s for s in spans.all() if s.kind == SpanKind.SERVER]
+    assert request.name == "POST api/v1/events/$"  # the route, as the router writes it
     publish_span = spans.one(tracing.PUBLISH)
     handoff = spans.one(tracing.HANDOFF)
     assert request.kind == SpanKind.SERVER and request.parent is None
@@ -266,3 +267,18 @@ def test_the_claim_brings_the_trace_context_along(spans, event_types, django_ass
         assert claimed.event.traceparent == event.traceparent
         assert claimed.event.tracestate == ""
         assert tracing.event_context(claimed.event) is not None
+
+
+def test_a_malformed_stored_context_starts_a_new_trace_and_the_webhook_goes(
+    spans, event_types, receiver
+):
+    make_endpoint(url=receiver.url_for(), send_traceparent=True)
+    event = publish("order.paid", {})
+    Event.objects.filter(pk=event.pk).update(traceparent="00-not-a-trace-context")
+    engine.deliver(list(Delivery.objects.filter(event=event).values_list("pk", flat=True)))
+    attempt = spans.one(tracing.ATTEMPT)
+    assert attempt.parent is None
+    assert attempt.context.trace_id != spans.one(tracing.PUBLISH).context.trace_id
+    (received,) = receiver.requests
+    assert received.headers["traceparent"] == traceparent_of(attempt)
+    assert Delivery.objects.get(event=event).status == DeliveryStatus.SUCCEEDED

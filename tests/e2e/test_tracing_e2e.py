@@ -105,6 +105,7 @@ def collector():
 
 def otel_env(collector: Collector, *, delay_ms: int) -> dict:
     return {
+        "TEST_OTEL_TRACES_EXPORTER": "otlp",  # test_settings turns tracing off otherwise
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.url,
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
         "OTEL_BSP_SCHEDULE_DELAY": str(delay_ms),
