@@ -87,14 +87,15 @@ def setup(environ: Mapping[str, str] = os.environ) -> bool:
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    exporters = [e for e in (_exporter(name, environ) for name in names) if e is not None]
+    if not exporters:
+        return False  # each was refused with a log line saying why
     provider = TracerProvider(resource=resource)  # samples per OTEL_TRACES_SAMPLER
-    for name in names:
-        exporter = _exporter(name, environ)
-        if exporter is not None:
-            # A batch processor's thread is started again in a forked child (the SDK
-            # registers that), so django-q2's workers inherit a working one;
-            # `worker_started` makes them flush it when they exit.
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+    for exporter in exporters:
+        # A batch processor's thread is started again in a forked child (the SDK
+        # registers that), so django-q2's workers inherit a working one;
+        # `worker_started` makes them flush it when they exit.
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     install(provider)
     _instrument_django(provider)

@@ -57,8 +57,15 @@ def test_tracing_is_off_unless_an_exporter_is_configured(environ, exporters):
     assert tracing.exporters_configured(environ) == exporters
 
 
-def test_setup_without_an_exporter_leaves_tracing_off():
+def test_setup_without_a_usable_exporter_leaves_tracing_off():
     assert tracing.setup({}) is False
+    assert tracing.setup({"OTEL_TRACES_EXPORTER": "zipkin"}) is False  # not installed
+    assert (
+        tracing.setup(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+        )
+        is False
+    )
     assert not tracing.enabled()
 
 
