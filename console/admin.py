@@ -123,6 +123,7 @@ class EndpointAdmin(VerificationViews, CircuitViews, EndpointSupportViews, admin
                     "rate_limit_per_second",
                     "max_in_flight",
                     "ordered",
+                    "send_traceparent",
                 )
             },
         ),

@@ -62,6 +62,7 @@ EDITABLE_FIELDS = (
     "rate_limit_per_second",
     "max_in_flight",
     "ordered",
+    "send_traceparent",
     "filter",
 )
 
@@ -130,6 +131,7 @@ class EndpointForm(forms.ModelForm):
             "rate_limit_per_second": _("Rate limit per second"),
             "max_in_flight": _("Max in flight"),
             "ordered": _("Ordered"),
+            "send_traceparent": _("Send traceparent"),
         }
 
     class Media:

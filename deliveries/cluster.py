@@ -23,6 +23,8 @@ import signal
 import sys
 import threading
 
+from webhookhub import tracing
+
 logger = logging.getLogger(__name__)
 
 # A worker still alive this long after SIGTERM exits anyway: a deploy's grace is
@@ -101,12 +103,15 @@ def _on_sigterm(signum, frame):
 
 def _exit_now() -> None:
     logger.warning("worker still running %s s after SIGTERM: exiting", STOP_DEADLINE_SECONDS)
+    tracing.flush(timeout_millis=1000)  # os._exit skips the exit handlers
     os._exit(0)
 
 
 def worker_started(sender=None, **kwargs) -> None:
-    """django-q2 `post_spawn`, in the new worker: wind down on SIGTERM instead of dying."""
+    """django-q2 `post_spawn`, in the new worker: wind down on SIGTERM instead of dying;
+    export its spans when it exits."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    tracing.worker_started()
     _find_sentinel()
 
 

@@ -38,6 +38,7 @@ from deliveries.models import (
     WorkerLease,
 )
 from endpoints.models import verification_hold
+from webhookhub import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -167,17 +168,20 @@ class _CommitBatch:
 
     def __init__(self) -> None:
         self.ids: list[int] = []
+        self.trace = tracing.current()  # the publish's: the hand-off is its child
 
     def add(self, ids: Sequence[int]) -> None:
         self.ids.extend(i for i in ids if i not in self.ids)
 
     def __call__(self) -> None:
+        started = tracing.clock()
         try:
             ids = not_draining(self.ids)
         except Exception:  # the database hiccuped after the commit: wake them all
             logger.exception("could not read drain leases; waking %d endpoints", len(self.ids))
             ids = self.ids
-        wake(ids)
+        tasks = wake(ids)
+        tracing.handed_off(self.trace, started, endpoints=len(ids), tasks=tasks)
 
 
 def wake_on_commit(endpoint_ids: Sequence[int]) -> None:

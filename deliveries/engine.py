@@ -37,6 +37,7 @@ from deliveries.dispatch import wake
 from deliveries.models import CircuitState, Delivery, Trigger, due_q
 from deliveries.recording import Outcome, attempts_record
 from endpoints.models import Endpoint, verification_hold
+from webhookhub import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,10 @@ def _send_one(delivery: Delivery, request: transport.OutboundRequest) -> Outcome
     )
     if started_at > latest_start:
         return Outcome(delivery, request, None, started_at)
-    return Outcome(delivery, request, transport.send(request), started_at)
+    span, request = tracing.attempt_started(delivery, request)  # + traceparent if asked
+    result = transport.send(request)
+    tracing.attempt_ended(span, result)
+    return Outcome(delivery, request, result, started_at, span)
 
 
 # --- one endpoint being drained --------------------------------------------------------
@@ -283,8 +287,10 @@ def _fill(run: _Drain, *, skip: frozenset | set = frozenset()) -> None:
         if lane.dry and clock - lane.asked_at < dry_pause:
             continue
         lane.asked_at = clock
+        started = tracing.clock()
         claimed = admit(lane, token=run.token, now=now)
         if claimed:
+            tracing.claimed(lane.endpoint, claimed, started)
             _submit(run, claimed, lane)
 
 

@@ -36,7 +36,7 @@ _INSERT = (
 # The same, and the endpoints' running drains told on commit (`deliveries.wakeups`):
 # one statement still.
 _INSERT_NOTIFY = (
-    f"WITH ins AS ({_INSERT}), n AS ({NOTIFY_SQL}) "
+    f"WITH ins AS ({_INSERT}), n AS ({NOTIFY_SQL}) "  # noqa: S608 (constants only)
     "SELECT ins.id FROM ins CROSS JOIN (SELECT count(*) FROM n) AS c ORDER BY ins.id"
 )
 

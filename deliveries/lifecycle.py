@@ -48,7 +48,8 @@ _CLAIM_SQL = (
     "ORDER BY next_attempt_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
     "RETURNING *) "
     "SELECT claimed.*, e.public_id AS event__public_id, e.body AS event__body, "
-    "e.event_type_id AS event__event_type_id, e.partner_id AS event__partner_id "
+    "e.event_type_id AS event__event_type_id, e.partner_id AS event__partner_id, "
+    "e.traceparent AS event__traceparent, e.tracestate AS event__tracestate "
     "FROM claimed JOIN events_event e ON e.id = claimed.event_id ORDER BY claimed.id"
 )
 _CLAIM_EXTRA = {
@@ -58,7 +59,7 @@ _CLAIM_EXTRA = {
     "unordered": "AND next_trigger NOT IN ('test', 'auto', 'retry')",
     "pk": "AND id = %(pk)s",
 }
-_EVENT_FIELDS = ("public_id", "body", "event_type_id", "partner_id")
+_EVENT_FIELDS = ("public_id", "body", "event_type_id", "partner_id", "traceparent", "tracestate")
 
 
 def _with_event(rows) -> list[Delivery]:

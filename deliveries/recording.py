@@ -20,6 +20,7 @@ from django.utils import timezone
 from deliveries import health, lifecycle, metrics, notices, transport, verification
 from deliveries.models import Delivery, DeliveryAttempt, EndpointHealth, Trigger
 from deliveries.policy import RetryPolicy, next_delay
+from webhookhub import tracing
 
 logger = logging.getLogger("deliveries.engine")  # the log lines support knows
 
@@ -30,6 +31,7 @@ class Outcome:
     request: transport.OutboundRequest
     result: transport.AttemptResult | None  # None: not sent, the lease ran short
     started_at: datetime
+    span: object = None  # its webhookhub.attempt span (webhookhub.tracing), if tracing
 
 
 def attempts_record(
@@ -41,7 +43,7 @@ def attempts_record(
     A delivery whose lease is no longer ours (it expired and another worker took it)
     keeps its attempt row — the request did happen — but its state is not touched.
     """
-    now = timezone.now()
+    now, started = timezone.now(), tracing.clock()
     verification.answers_judge(outcomes)  # a 2xx without its challenge is a failure
     successes: dict[int, list[int]] = defaultdict(list)
     failures = []
@@ -75,7 +77,9 @@ def attempts_record(
     except DatabaseError:
         # E.g. the endpoint was deleted meanwhile. The leases expire; nothing is lost.
         logger.exception("could not record %d attempts", len(outcomes))
+        tracing.recorded(outcomes, started, failed=True)
         return health.Aftermath()
+    tracing.recorded(outcomes, started)
     metrics.attempts_recorded(outcomes, dead=len(dead))  # [metrics] counters for /metrics
     notices.attempts_recorded(outcomes, dead=dead, retry_at={pk: at for pk, at, *_ in failures})
     for outcome in outcomes:
@@ -138,5 +142,6 @@ def _log(outcome: Outcome) -> None:
             "outcome": "succeeded" if result.succeeded else (result.error_kind or "failed"),
             "status_code": result.status_code,
             "duration_ms": result.duration_ms,
+            **tracing.log_fields(outcome.span),  # the attempt's trace
         },
     )

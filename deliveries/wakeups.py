@@ -21,7 +21,7 @@ CHANNEL = "webhookhub_due"
 # How often a listening drain asks an endpoint that had nothing due anyway.
 SAFETY_SECONDS = 0.1
 
-NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', e::text) FROM unnest(%(notify)s::bigint[]) AS e"
+NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', e::text) FROM unnest(%(notify)s::bigint[]) AS e"  # noqa: S608
 
 
 def listen() -> bool:

@@ -40,6 +40,10 @@ PROTECTED_HEADERS = frozenset(
         "expect",
         "proxy-authorization",
         "proxy-connection",
+        # W3C Trace Context: the attempt's own, when the endpoint asks for it
+        # (`send_traceparent`); a fixed value would join every webhook to one trace.
+        "traceparent",
+        "tracestate",
     }
 )
 

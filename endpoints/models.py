@@ -222,6 +222,14 @@ class Endpoint(models.Model):
         help_text=_("At most this many requests to this endpoint at once, across all workers."),
         verbose_name=_("max in flight"),
     )
+    send_traceparent = models.BooleanField(
+        default=False,
+        help_text=_(
+            "Send a W3C traceparent header with each webhook, so the receiver's traces join "
+            "webhookhub's."
+        ),
+        verbose_name=_("send traceparent"),
+    )
 
     # Endpoint verification (WEBHOOKHUB_REQUIRE_ENDPOINT_VERIFICATION,
     # endpoints.verification): when it answered a challenge or a partner pasted it; the

@@ -65,8 +65,8 @@ def endpoint_create(
     """Create an endpoint with a fresh signing secret and its subscriptions.
 
     `fields` are other Endpoint fields (description, headers, timeout_seconds,
-    retry_policy, rate_limit_per_second, filter, ordered, auth_token). The secret is
-    readable once on the returned object (`signing_secret`) — show it, then forget it.
+    retry_policy, rate_limit_per_second, filter, ordered, auth_token, send_traceparent).
+    The secret is readable once on the returned object (`signing_secret`) — show it, then forget it.
     """
     validate_auth_token(fields.get("auth_token", ""))
     endpoint = endpoint_save(Endpoint(partner=partner, name=name, url=url, **fields), by=by)
@@ -89,6 +89,7 @@ AUDITED_FIELDS = (
     "ordered",
     "max_in_flight",
     "signature_scheme",
+    "send_traceparent",
 )
 
 
@@ -383,6 +384,7 @@ ENDPOINT_UPDATABLE = frozenset(
         "max_in_flight",
         "auth_token",
         "signature_scheme",
+        "send_traceparent",
     }
 )
 

@@ -158,6 +158,7 @@ class EventAdmin(HistoryAdminMixin, admin.ModelAdmin):
         "tags",
         "occurred_at",
         "created_at",
+        "traceparent",
         "routing",
         "envelope",
         "schema_check",

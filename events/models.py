@@ -181,6 +181,19 @@ class Event(models.Model):
     expunged_by = models.CharField(
         max_length=150, blank=True, editable=False, verbose_name=_("payload erased by")
     )
+    # The W3C trace context of the publish (webhookhub.tracing): every attempt of the
+    # event joins that trace. Empty when nothing was tracing the publish.
+    traceparent = models.CharField(
+        max_length=55,
+        blank=True,
+        default="",
+        editable=False,
+        help_text=_("W3C trace context of the publish: its attempts join that trace."),
+        verbose_name=_("traceparent"),
+    )
+    tracestate = models.CharField(
+        max_length=512, blank=True, default="", editable=False, verbose_name=_("tracestate")
+    )
 
     class Meta:
         verbose_name = _("event")

@@ -27,7 +27,7 @@ from events.models import Event, EventType, SchemaMode
 from events.routing import event_type_active, partner_active, schema_validator
 from events.schemas import describe, payload_problems
 from events.selectors import routes_for_event
-from webhookhub import signals
+from webhookhub import signals, tracing
 from webhookhub.ids import event_id
 from webhookhub.json_values import json_problem, text_problem
 
@@ -70,6 +70,20 @@ def publish(
     return event
 
 
+def _publish_attributes(event_type, *args, **kwargs) -> dict:
+    return {"webhookhub.event.type": str(event_type)}
+
+
+def _published_attributes(result: tuple[Event, bool]) -> dict:
+    event, created = result
+    return {
+        "webhookhub.event.id": event.public_id,
+        "webhookhub.event.created": created,
+        "webhookhub.deliveries": event.deliveries_count,
+    }
+
+
+@tracing.traced(tracing.PUBLISH, before=_publish_attributes, after=_published_attributes)
 def event_publish(
     event_type: str,
     data: dict,
@@ -176,6 +190,7 @@ def _prepared(event_type, data, *, partner, source, idempotency_key, occurred_at
         tags=tags,
         occurred_at=occurred_at,
         body=body.decode(),
+        **tracing.event_trace_fields(),  # the attempts join the publish's trace
     )
 
 
@@ -326,6 +341,11 @@ def _idempotency_key(key) -> str:
     return _text("idempotency_key", key)
 
 
+@tracing.traced(
+    tracing.PUBLISH,
+    before=lambda items, **kwargs: {"webhookhub.events": len(items)},
+    after=lambda results: {"webhookhub.events.created": sum(1 for _, new in results if new)},
+)
 def events_publish_batch(
     items: Sequence[dict], *, trigger_by: str = ""
 ) -> list[tuple[Event, bool]]:

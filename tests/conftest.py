@@ -1,8 +1,9 @@
-"""Shared fixtures: a real HTTP receiver and the event type catalog."""
+"""Shared fixtures: a real HTTP receiver, the event type catalog, in-memory spans."""
 
 import pytest
 
 from tests.receiver import receiver  # noqa: F401  (fixture)
+from tests.tracing import spans  # noqa: F401  (fixture)
 
 SYSTEM_EVENT_TYPES = (
     "webhookhub.test",

@@ -1,15 +1,19 @@
 """Log formatters: JSON lines in production, readable lines for `make run`.
 
 Both carry a record's extra fields (event_id, delivery_id, endpoint_id, attempt,
-outcome, duration_ms, …) and both scrub anything that looks like a credential
-(`whsec_…` signing secrets, `whsk_…` ed25519 keys, `whk_…` API tokens, `Bearer …`
-values) from the final line, whatever logged it: a secret must never reach a log.
+outcome, duration_ms, …) — JSON lines also the `trace_id` and `span_id` of the span
+being recorded, if tracing (webhookhub.tracing) — and both scrub anything that looks
+like a credential (`whsec_…` signing secrets, `whsk_…` ed25519 keys, `whk_…` API
+tokens, `Bearer …` values) from the final line, whatever logged it: a secret must never
+reach a log.
 """
 
 import logging
 import re
 
 from pythonjsonlogger.json import JsonFormatter
+
+from webhookhub import tracing
 
 SECRET = re.compile(
     r"\b(whsec_|whsk_|whk_)[A-Za-z0-9_\-+/=]{4,}"
@@ -27,9 +31,11 @@ def redact(text: str) -> str:
 
 
 class RedactingJsonFormatter(JsonFormatter):
-    """One JSON object per line; extras become keys."""
+    """One JSON object per line; extras become keys, and the current span's ids."""
 
     def format(self, record: logging.LogRecord) -> str:
+        if "trace_id" not in record.__dict__:  # an attempt's log line names its own span
+            record.__dict__.update(tracing.log_fields())
         return redact(super().format(record))
 
 

@@ -15,6 +15,9 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 # start a real qcluster and gunicorn set it themselves).
 os.environ.setdefault("WEBHOOKHUB_TEST_WAIT_SECONDS", "0")
 os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "")
+# No tracing from the developer's shell (OTEL_* pointing at a collector): tests that
+# trace install their own provider, or start a cluster with TEST_OTEL_TRACES_EXPORTER.
+os.environ["OTEL_TRACES_EXPORTER"] = os.environ.get("TEST_OTEL_TRACES_EXPORTER", "none")
 
 from webhookhub.settings import *  # noqa: F403
 from webhookhub.settings import BASE_DIR, CACHES, DATABASES

@@ -153,6 +153,12 @@ class EndpointSerializer(serializers.Serializer):
     rate_limit_per_second = serializers.IntegerField(allow_null=True)
     ordered = serializers.BooleanField()
     max_in_flight = serializers.IntegerField()
+    send_traceparent = serializers.BooleanField(
+        help_text=_(
+            "Whether each webhook carries a W3C `traceparent` header (the attempt's trace "
+            "context, when webhookhub traces)."
+        )
+    )
     signature_scheme = serializers.ChoiceField(
         choices=Endpoint.SignatureScheme.choices,
         help_text=_(
@@ -230,6 +236,13 @@ class EndpointWriteSerializer(StrictSerializer):
     )
     ordered = StrictBooleanField(required=False)
     max_in_flight = StrictIntegerField(min_value=1, max_value=100, required=False)
+    send_traceparent = StrictBooleanField(
+        required=False,
+        help_text=_(
+            "Send a W3C `traceparent` header with each webhook (default false), so your "
+            "traces join webhookhub's."
+        ),
+    )
     signature_scheme = serializers.ChoiceField(
         choices=Endpoint.SignatureScheme.choices,
         required=False,
