@@ -14,7 +14,16 @@ from django.urls import reverse
 ROOT = Path(__file__).resolve().parents[1]
 PO = ROOT / "locale" / "ko" / "LC_MESSAGES" / "django.po"
 MO = PO.with_suffix(".mo")
-SOURCES = ("audit", "console", "deliveries", "endpoints", "events", "portal", "webhookhub", "manage.py")
+SOURCES = (
+    "audit",
+    "console",
+    "deliveries",
+    "endpoints",
+    "events",
+    "portal",
+    "webhookhub",
+    "manage.py",
+)
 
 
 def entries(po_text: str) -> dict[str, str]:

@@ -146,4 +146,3 @@ for _model in (ApiToken, Partner):
     post_save.connect(_tokens.clear, sender=_model, dispatch_uid=f"token-cache-{_model.__name__}")
     post_delete.connect(_tokens.clear, sender=_model, dispatch_uid=f"token-del-{_model.__name__}")
 tokens_revoked.connect(_tokens.clear, dispatch_uid="token-cache-revoked")
-
