@@ -363,7 +363,9 @@ def _record(run: _Drain, batch: list[Outcome]) -> None:
         changed |= {o.delivery.endpoint_id for o in sent if getattr(o, "challenge", None)}
         for pk in changed & set(run.lanes):
             run.lanes[pk].health = health.of(pk)
-            run.lanes[pk].endpoint.refresh_from_db(fields=["enabled"])
+            run.lanes[pk].endpoint.refresh_from_db(
+                fields=["enabled", "verified_at", "verification_sent_at"]
+            )
             # Its state moved (a probe closed the circuit): ask it again at once, not
             # after the dry pause — the backlog behind the probe goes in this drain.
             run.lanes[pk].dry = False

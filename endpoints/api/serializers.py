@@ -352,7 +352,7 @@ class VerifySerializer(StrictSerializer):
     challenge = TextField(
         max_length=200,
         help_text="The `data.challenge` of the latest `webhookhub.endpoint.verification` "
-        "request your endpoint received.",
+        "request your endpoint received; any other value is refused with a 400.",
     )
 
 

@@ -76,6 +76,9 @@ DOCUMENTED_REFUSALS = {
     # 2020-12 JSON Schema with references only inside it, the example must validate
     # against it, and warn/enforce need a schema (each field's description says so).
     "POST /api/v1/event-types/": {"name", "schema", "example", "schema_mode"},
+    # A pasted challenge must be the one the endpoint was last sent (its description
+    # says so).
+    "POST /api/v1/endpoints/{id}/verify/": {"challenge"},
     # A portal link is for an existing, active partner (its description says so).
     "POST /api/v1/portal-links/": {"partner"},
 }
