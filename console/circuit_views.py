@@ -101,11 +101,12 @@ class CircuitViews:
         state = health.get_circuit_state_display() if health else CircuitState.CLOSED.label
         return TemplateResponse(
             request,
-            "admin/endpoints/endpoint/circuit.html",
+            "admin/endpoints/endpoint/confirm_action.html",
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
                 "original": endpoint,
+                "state_id": "circuit-state",
                 "title": title,
                 "explanation": explanation,
                 "state": _(

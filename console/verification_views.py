@@ -56,11 +56,12 @@ class VerificationViews:
             )
         return TemplateResponse(
             request,
-            "admin/endpoints/endpoint/verify_again.html",
+            "admin/endpoints/endpoint/confirm_action.html",
             {
                 **self.admin_site.each_context(request),
                 "opts": self.model._meta,
                 "original": endpoint,
+                "state_id": "verification-state",
                 "title": _("Verify %(endpoint)s again") % {"endpoint": endpoint.name},
                 "state": verification_status(endpoint)[1],
                 "explanation": explanation,
