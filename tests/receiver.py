@@ -74,6 +74,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: 20 connections opened at once could see one
+    # SYN dropped and retried a second later, as a real receiver's larger backlog would not.
+    request_queue_size = 128
     block_on_close = False
     receiver: Receiver
     ssl_context: ssl.SSLContext | None = None
