@@ -1,8 +1,10 @@
 """Running the ORM broker's queue in the test process, as a worker would."""
 
+from django.utils import timezone
 from django_q.models import OrmQ
 
 from deliveries import engine
+from deliveries.models import Delivery
 
 
 def run_queue() -> int:
@@ -48,3 +50,14 @@ def take(ids) -> tuple[str, list]:
     }
     taken = lifecycle.claim_ids(ids, token=token, lease_by_endpoint=leases, now=now)
     return token, sorted(taken, key=lambda d: d.pk)
+
+
+def due_ids(endpoint) -> list[int]:
+    """Ids of the endpoint's deliveries waiting and due now (what a woken drain takes)."""
+    return list(
+        Delivery.objects.filter(
+            endpoint=endpoint,
+            next_attempt_at__lte=timezone.now(),
+            status__in=["pending", "retrying"],
+        ).values_list("pk", flat=True)
+    )

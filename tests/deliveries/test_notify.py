@@ -18,6 +18,7 @@ from endpoints.services import api_token_create, endpoint_disable, endpoint_enab
 from events.models import Event
 from events.services import publish
 from tests.factories import PartnerFactory, make_endpoint
+from tests.queue import due_ids
 from tests.receiver import Response
 from webhookhub import notifiers, signals
 
@@ -25,16 +26,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 FAST_RETRY = {"strategy": "fixed", "base_delay": 1, "jitter": 0, "max_attempts": 50}
 WINDOW_HOURS = 10
-
-
-def due_ids(endpoint):
-    return list(
-        Delivery.objects.filter(
-            endpoint=endpoint,
-            next_attempt_at__lte=timezone.now(),
-            status__in=["pending", "retrying"],
-        ).values_list("pk", flat=True)
-    )
 
 
 def warnings_sent():

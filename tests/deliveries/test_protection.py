@@ -21,22 +21,12 @@ from endpoints.services import endpoint_disable, endpoint_enable, endpoint_rotat
 from events.models import Event
 from events.services import publish
 from tests.factories import PartnerFactory, make_endpoint
-from tests.queue import run_queue, take
+from tests.queue import due_ids, run_queue, take
 from tests.receiver import Response
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FAST_RETRY = {"strategy": "fixed", "base_delay": 1, "jitter": 0, "max_attempts": 50}
-
-
-def due_ids(endpoint):
-    return list(
-        Delivery.objects.filter(
-            endpoint=endpoint,
-            next_attempt_at__lte=timezone.now(),
-            status__in=["pending", "retrying"],
-        ).values_list("pk", flat=True)
-    )
 
 
 def op_events(name):

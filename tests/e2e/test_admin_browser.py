@@ -3,26 +3,17 @@ a live server, a running qcluster and a real receiver."""
 
 import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
 from deliveries import engine
 from deliveries.models import Delivery, DeliveryStatus
 from events.services import publish
-from tests.e2e.conftest import ROOT, wait_until
+from tests.e2e.conftest import BROWSER_TEST, CHROMIUM, ROOT, wait_until
 from tests.factories import PartnerFactory, make_endpoint
 from tests.receiver import Response
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.xdist_group("e2e"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
+pytestmark = BROWSER_TEST
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 

@@ -2,25 +2,15 @@
 1366 px: events published while the page is open are delivered by a real qcluster to a
 real receiver, and the page's figures change without a reload."""
 
-import shutil
-from pathlib import Path
 
-import pytest
 from django.db import transaction
 
 from events.services import publish
-from tests.e2e.conftest import ROOT, wait_until
+from tests.e2e.conftest import BROWSER_TEST, ROOT, wait_until
 from tests.factories import PartnerFactory, make_endpoint
 from tests.receiver import Response
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.xdist_group("e2e"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
+pytestmark = BROWSER_TEST
 WIDTH = 1366
 SCREENSHOT = ROOT / "var" / "screenshots" / "dashboard-live.png"
 

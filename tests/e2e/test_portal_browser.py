@@ -5,8 +5,6 @@ event arrives signed and with the token → off / on → a failing endpoint's de
 in the log with the receiver's answer → retry one → rotate the secret (both signatures
 verify during the grace) → delete."""
 
-import shutil
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -17,18 +15,11 @@ from deliveries.models import Delivery, DeliveryStatus
 from endpoints.models import Endpoint
 from events.services import publish
 from portal.services import portal_link_create
-from tests.e2e.conftest import ROOT, fits, wait_until
+from tests.e2e.conftest import BROWSER_TEST, ROOT, fits, wait_until
 from tests.factories import PartnerFactory
 from tests.receiver import Response
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.xdist_group("e2e"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
+pytestmark = BROWSER_TEST
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 WIDTH = 1366
 
