@@ -27,13 +27,14 @@ locked deliveries too, so neither waits on the other; a batch is 100 events.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, QuerySet, Value
 from django.db.models.functions import Left, StrIndex
 from django.utils import timezone
 
 from audit.models import Action
 from audit.services import audit_record
+from deliveries.lifecycle import skip_locked
 from deliveries.models import WAITING_STATUSES, Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.services import deliveries_cancel
 from deliveries.signing import encode_envelope
@@ -107,8 +108,7 @@ def _expunge_batch(ids: list[int], *, by: str, reason: str, dry_run: bool) -> Ex
         # its event left for the next run: an erasure waits on no delivery, and cannot
         # deadlock with a replay that holds deliveries and waits for the event.
         events = events.select_for_update(no_key=True, of=("self",))
-        if connection.features.has_select_for_update_skip_locked:
-            deliveries = deliveries.select_for_update(skip_locked=True, of=("self",))
+        deliveries = skip_locked(deliveries)
     events = list(events)
     statuses = list(deliveries.values_list("pk", "event_id", "status"))
     got = {pk for pk, _, _ in statuses}

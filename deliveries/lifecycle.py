@@ -268,7 +268,7 @@ def hold_ordered(endpoint_id: int, *, head_pk: int | None, now: datetime) -> int
     with transaction.atomic():
         # Rows someone is changing right now (a resend, a cancel) are skipped, not waited
         # for: no lock-order cycle with them; the next claim round holds what is left.
-        ids = _locked_ids(rows.order_by("pk"), 10_000)
+        ids = locked_ids(rows.order_by("pk"), 10_000)
         return Delivery.objects.filter(pk__in=ids).update(next_attempt_at=None, updated_at=now)
 
 
@@ -391,10 +391,17 @@ LOST_TEST_ERROR = (
 )
 
 
-def _locked_ids(queryset, limit: int) -> list[int]:
+def skip_locked(queryset):
+    """The rows locked FOR UPDATE, skipping those someone else holds, where the database
+    can (PostgreSQL); unchanged elsewhere (SQLite serializes writers)."""
     if connection.features.has_select_for_update_skip_locked:
-        queryset = queryset.select_for_update(skip_locked=True, of=("self",))
-    return list(queryset.values_list("pk", flat=True)[:limit])
+        return queryset.select_for_update(skip_locked=True, of=("self",))
+    return queryset
+
+
+def locked_ids(queryset, limit: int) -> list[int]:
+    """Primary keys of the next `limit` rows, locked; rows locked by others are skipped."""
+    return list(skip_locked(queryset).values_list("pk", flat=True)[:limit])
 
 
 def reclaim_expired(*, now: datetime, limit: int = 2000) -> list[int]:
@@ -403,7 +410,7 @@ def reclaim_expired(*, now: datetime, limit: int = 2000) -> list[int]:
     never sent twice: it is marked dead instead. Returns the endpoint ids concerned."""
     expired = Delivery.objects.filter(status=DeliveryStatus.IN_FLIGHT, claimed_until__lt=now)
     with transaction.atomic():
-        tests = _locked_ids(expired.filter(next_trigger=Trigger.TEST).order_by("pk"), limit)
+        tests = locked_ids(expired.filter(next_trigger=Trigger.TEST).order_by("pk"), limit)
         Delivery.objects.filter(pk__in=tests, status=DeliveryStatus.IN_FLIGHT).update(
             status=DeliveryStatus.DEAD,
             next_attempt_at=None,
@@ -413,7 +420,7 @@ def reclaim_expired(*, now: datetime, limit: int = 2000) -> list[int]:
             last_error=LOST_TEST_ERROR,
             updated_at=now,
         )
-        ids = _locked_ids(
+        ids = locked_ids(
             expired.exclude(next_trigger=Trigger.TEST).order_by("claimed_until"), limit
         )
         if not ids:

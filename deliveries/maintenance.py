@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -29,13 +29,6 @@ from deliveries.selectors import REPLAYABLE_STATUSES, stuck_deliveries
 from deliveries.services import audit_per_endpoint, event_replay
 
 Progress = Callable[[int], None] | None
-
-
-def _lock_batch(queryset: QuerySet, size: int) -> list[int]:
-    """Primary keys of the next `size` rows, locked; rows locked by others are skipped."""
-    if connection.features.has_select_for_update_skip_locked:
-        queryset = queryset.select_for_update(skip_locked=True, of=("self",))
-    return list(queryset.values_list("pk", flat=True)[:size])
 
 
 def deliveries_replay(
@@ -60,7 +53,7 @@ def deliveries_replay(
     while limit is None or done < limit:
         size = batch_size if limit is None else min(batch_size, limit - done)
         with transaction.atomic():
-            ids = _lock_batch(queryset.filter(pk__gt=last_pk), size)
+            ids = lifecycle.locked_ids(queryset.filter(pk__gt=last_pk), size)
             if not ids:
                 break
             last_pk = ids[-1]

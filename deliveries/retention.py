@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from deliveries.lifecycle import skip_locked
 from deliveries.models import Delivery, DeliveryAttempt, DeliveryStatus
 from deliveries.selectors import UNFINISHED_STATUSES
 from events.models import Event
@@ -158,9 +159,9 @@ def _prune_batch(rows, cutoffs, *, dry_run: bool) -> PruneResult:
     # someone else holds — a replay, a claim: such an event waits for the next run, and
     # the prune never waits on anyone. Then checked again under the lock: a replay since
     # the read above made a delivery pending (or added one) → its event stays.
-    locked = set(_skip_locked(Event.objects.filter(pk__in=doomed)).values_list("pk", flat=True))
+    locked = set(skip_locked(Event.objects.filter(pk__in=doomed)).values_list("pk", flat=True))
     deliveries = list(
-        _skip_locked(Delivery.objects.filter(event_id__in=locked)).values_list(
+        skip_locked(Delivery.objects.filter(event_id__in=locked)).values_list(
             "pk", "event_id", "status"
         )
     )
@@ -176,13 +177,6 @@ def _prune_batch(rows, cutoffs, *, dry_run: bool) -> PruneResult:
     _delete("deliveries_delivery", "id", delivery_ids)
     _delete("events_event", "id", doomed)
     return counts
-
-
-def _skip_locked(queryset):
-    """FOR UPDATE SKIP LOCKED where the database has it (SQLite serializes writers)."""
-    if connection.features.has_select_for_update_skip_locked:
-        return queryset.select_for_update(skip_locked=True, of=("self",))
-    return queryset.select_for_update()
 
 
 def _delete(table: str, column: str, ids: list[int]) -> int:

@@ -51,6 +51,8 @@ class ErrorKind(StrEnum):
     TLS = "tls"
     UNSAFE_ADDRESS = "refused_unsafe_address"
     HTTP_STATUS = "http_status"
+    # 2xx to a verification challenge without the challenge (deliveries.verification)
+    CHALLENGE_NOT_ANSWERED = "challenge_not_answered"
 
 
 @dataclass(frozen=True)

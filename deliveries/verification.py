@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from deliveries.models import VERIFICATION_EVENT_TYPE, Delivery, Trigger
+from deliveries.transport import ErrorKind
 from endpoints.models import Endpoint
 from endpoints.verification import endpoint_challenge_new, endpoint_verify
 from events.models import Event
@@ -90,7 +91,7 @@ def answers_judge(outcomes: Sequence) -> None:
                 why = _("answered %(code)s with another challenge")
             result = replace(
                 result,
-                error_kind="challenge_not_answered",
+                error_kind=ErrorKind.CHALLENGE_NOT_ANSWERED,
                 error_message=(why % {"code": result.status_code})[:500],
             )
         outcome.result = replace(result, body=result.body.replace(challenge, MASK))
