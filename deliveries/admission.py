@@ -33,9 +33,12 @@ from endpoints.models import Endpoint
 TEST_BATCH = 20
 # Claimed ahead (the everyday case only): when a claim has to run anyway, it also takes
 # up to this many more (at most `max_in_flight`), kept ready so the next answers' room
-# is refilled without a round trip to the database. Held at most READY_SECONDS.
+# is refilled without a round trip to the database — while the request still fits in
+# what is left of its lease (`fits_in_lease`, the test every send makes).
 READY_AHEAD = 32
-READY_SECONDS = 5.0
+# A request starts only if it ends this long before its lease does (recording it, a
+# slow name lookup), never right at the edge.
+START_SLACK_SECONDS = 1.0
 # A full endpoint (no room under its cap) is asked for test events this often, not on
 # every answer.
 TEST_POLL_SECONDS = 0.1
@@ -43,6 +46,13 @@ TEST_POLL_SECONDS = 0.1
 
 def connect_timeout_for(timeout_seconds: float) -> float:
     return min(5.0, float(timeout_seconds))
+
+
+def fits_in_lease(delivery: Delivery, timeout_seconds: float, *, at: datetime) -> bool:
+    """Whether a request to this delivery's endpoint started `at` ends before its lease
+    does (otherwise the lease could expire mid-request and a second worker send it)."""
+    needed = timeout_seconds + connect_timeout_for(timeout_seconds) + START_SLACK_SECONDS
+    return at <= delivery.claimed_until - timedelta(seconds=needed)
 
 
 def lease_for(timeout_seconds: int) -> timedelta:
@@ -65,7 +75,7 @@ class Lane:
     rate_wait_until: float = 0.0  # monotonic time the rate limit lets the next one go
     lost: bool = False  # its drain lease is gone: claim nothing more for it
     asked_at: float = 0.0  # monotonic time of its last claim
-    # Claimed ahead, not yet sent (not in `mine`): (monotonic claim time, delivery).
+    # Claimed ahead, not yet sent (not in `mine`).
     ready: deque = field(default_factory=deque)
     tests_asked_at: float = 0.0  # monotonic time it was last asked for test events
 
@@ -76,19 +86,19 @@ class Lane:
     def lease(self) -> timedelta:
         return lease_for(self.endpoint.timeout_seconds)
 
-    def take_ready(self, room: int) -> tuple[list[Delivery], list[int]]:
-        """Up to `room` of the deliveries claimed ahead; and those held too long to be
-        sent now (to give back)."""
+    def take_ready(self, room: int, *, now: datetime) -> tuple[list[Delivery], list[int]]:
+        """Up to `room` of the deliveries claimed ahead; and those whose lease is now too
+        short for a request (to give back)."""
         taken, stale = [], []
-        oldest = time.monotonic() - READY_SECONDS
         while self.ready and len(taken) < room:
-            claimed_at, delivery = self.ready.popleft()
-            (taken if claimed_at >= oldest else stale).append(delivery)
+            delivery = self.ready.popleft()
+            fits = fits_in_lease(delivery, self.endpoint.timeout_seconds, at=now)
+            (taken if fits else stale).append(delivery)
         return taken, [d.pk for d in stale]
 
     def give_back(self) -> list[int]:
         """Everything claimed ahead, to release (the lane is held back or done)."""
-        pks = [delivery.pk for _, delivery in self.ready]
+        pks = [delivery.pk for delivery in self.ready]
         self.ready.clear()
         return pks
 
@@ -109,17 +119,21 @@ def admit(lane: Lane, *, token: str, now: datetime) -> list[Delivery]:
     if not held_back and room > 0:
         # The everyday case: one statement takes whatever is due, tests included, and
         # some more to have ready for the next answers (no claim per answer).
-        taken, stale = lane.take_ready(room)
-        if stale:
-            lifecycle.release(stale, token=token, now=now)
+        taken, stale = lane.take_ready(room, now=now)
         exhausted = False
-        if len(taken) < room:
-            want = room - len(taken)
-            asked = want + min(READY_AHEAD, endpoint.max_in_flight)
-            got = claim("any", asked)
-            taken += got[:want]
-            lane.ready.extend((time.monotonic(), delivery) for delivery in got[want:])
-            exhausted = len(got) < asked
+        try:
+            if stale:
+                lifecycle.release(stale, token=token, now=now)
+            if len(taken) < room:
+                want = room - len(taken)
+                asked = want + min(READY_AHEAD, endpoint.max_in_flight)
+                got = claim("any", asked)
+                taken += got[:want]
+                lane.ready.extend(got[want:])
+                exhausted = len(got) < asked
+        except BaseException:
+            lane.ready.extendleft(reversed(taken))  # still ours: given back at the end
+            raise
         taken = _took(lane, [], taken)
         # Fewer than asked for: nothing more is due now, so the lane waits like a dry
         # one (until new work is heard of, or the dry pause) instead of a second claim.

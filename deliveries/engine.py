@@ -32,7 +32,14 @@ from django.db import connection
 from django.utils import timezone
 
 from deliveries import cluster, health, lifecycle, signing, transport, wakeups
-from deliveries.admission import Lane, admit, connect_timeout_for, lease_for, load_lanes
+from deliveries.admission import (
+    Lane,
+    admit,
+    connect_timeout_for,
+    fits_in_lease,
+    lease_for,
+    load_lanes,
+)
 from deliveries.dispatch import wake
 from deliveries.models import CircuitState, Delivery, Trigger, due_q
 from deliveries.recording import Outcome, attempts_record
@@ -44,9 +51,6 @@ logger = logging.getLogger(__name__)
 DRAIN_LEASE = timedelta(seconds=10)  # renewed every RENEW_SECONDS while draining
 RENEW_SECONDS = 1.0
 LINGER_POLL_SECONDS = 0.01
-# A request starts only if it ends this long before its lease does (recording it, a
-# slow name lookup), never right at the edge.
-START_SLACK_SECONDS = 1.0
 # Successful answers are written together: when this many are waiting, when the oldest
 # has waited this long, or when nothing else is in flight. A failure, an ordered
 # endpoint's answer, a probe's or a test's is written at once (what happens next
@@ -100,12 +104,7 @@ def _executor() -> ThreadPoolExecutor:
 
 def _send_one(delivery: Delivery, request: transport.OutboundRequest) -> Outcome:
     started_at = timezone.now()
-    # Start only if the whole request fits in what is left of the lease; otherwise the
-    # lease could expire mid-request and a second worker send the same delivery.
-    latest_start = delivery.claimed_until - timedelta(
-        seconds=request.timeout + connect_timeout_for(request.timeout) + START_SLACK_SECONDS
-    )
-    if started_at > latest_start:
+    if not fits_in_lease(delivery, request.timeout, at=started_at):
         return Outcome(delivery, request, None, started_at)
     span, request = tracing.attempt_started(delivery, request)  # + traceparent if asked
     result = transport.send(request)
@@ -197,16 +196,7 @@ def drain(
             finally:
                 _record_soon(run, answered, flush=stop)
     finally:
-        # Whatever is still out (an exception above) is waited for and recorded.
-        if run.in_flight:
-            run.unrecorded += _settle(run, wait(list(run.in_flight)).done)
-        _record(run, run.unrecorded)
-        ahead = [pk for lane in run.lanes.values() for pk in lane.give_back()]
-        lifecycle.release(ahead, token=run.token, now=timezone.now())
-        health.drain_release(held, run.holder)
-        if run.listening:
-            wakeups.unlisten()
-        _commit_without_waiting(False)
+        _finish(run, held)
     # Released, then looked again: work that arrived while we held the lease (whose
     # wake found it taken) is not left for the dispatcher. Also when the cluster is
     # stopping: the broker is shared, another cluster (or this one, restarted) takes it.
@@ -214,6 +204,30 @@ def drain(
     if again:
         wake(again)
     return run.outcomes
+
+
+def _finish(run: _Drain, held: list[int]) -> None:
+    """Whatever is still out (an exception in the loop) is waited for and recorded; then
+    what was claimed ahead is given back, the drain lease released, the connection's
+    LISTEN and commit mode reset — each step even if one before it raised (the worker's
+    connection outlives the drain, and its unread notifications would pile up)."""
+    try:
+        try:
+            if run.in_flight:
+                run.unrecorded += _settle(run, wait(list(run.in_flight)).done)
+        finally:
+            _record(run, run.unrecorded)
+    finally:
+        try:
+            ahead = [pk for lane in run.lanes.values() for pk in lane.give_back()]
+            lifecycle.release(ahead, token=run.token, now=timezone.now())
+        finally:
+            try:
+                health.drain_release(held, run.holder)
+            finally:
+                if run.listening:
+                    wakeups.unlisten()
+                _commit_without_waiting(False)
 
 
 def _ok(outcome: Outcome) -> bool:
