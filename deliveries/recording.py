@@ -142,6 +142,7 @@ def _log(outcome: Outcome) -> None:
             "outcome": "succeeded" if result.succeeded else (result.error_kind or "failed"),
             "status_code": result.status_code,
             "duration_ms": result.duration_ms,
-            **tracing.log_fields(outcome.span),  # the attempt's trace
+            # The attempt's trace (the JSON formatter adds the current one otherwise).
+            **(tracing.log_fields(outcome.span) if outcome.span is not None else {}),
         },
     )

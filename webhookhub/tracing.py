@@ -420,4 +420,7 @@ def log_fields(span=None) -> dict[str, str]:
     ctx = span.get_span_context()
     if not ctx.is_valid:
         return {}
-    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+    return {
+        "trace_id": trace.format_trace_id(ctx.trace_id),
+        "span_id": trace.format_span_id(ctx.span_id),
+    }
